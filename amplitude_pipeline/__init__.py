@@ -1,0 +1,4 @@
+"""Amplitude → S3 → PostgreSQL user-properties pipeline, as a Dagster code location.
+
+`dagster ... -m amplitude_pipeline` finds `defs` here.
+"""
