@@ -2,3 +2,7 @@
 
 `dagster ... -m amplitude_pipeline` finds `defs` here.
 """
+
+from amplitude_pipeline.definitions import defs
+
+__all__ = ["defs"]

@@ -1,0 +1,23 @@
+"""Resources built from the environment (CONTRACT §2); secrets only through EnvVar."""
+
+from typing import Any
+
+from dagster import EnvVar
+from dagster_aws.s3 import S3Resource
+
+from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
+from amplitude_pipeline.settings import Settings
+from amplitude_pipeline.storage.s3 import RawEventStore
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    # No keys passed: boto3's own chain reads AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or a role).
+    s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
+    return {
+        "amplitude": AmplitudeExportResource(
+            api_key=EnvVar("AMPLITUDE_API_KEY"),
+            secret_key=EnvVar("AMPLITUDE_SECRET_KEY"),
+            export_url=settings.export_url,
+        ),
+        "raw_event_store": RawEventStore(bucket=EnvVar("S3_BUCKET"), prefix=settings.s3_prefix, s3=s3),
+    }

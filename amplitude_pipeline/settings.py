@@ -1,0 +1,52 @@
+"""Environment variables of CONTRACT §2 that shape the definitions themselves.
+
+Secrets are not read here: resources take them through ``EnvVar`` at run time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from amplitude_pipeline.amplitude.client import DEFAULT_EXPORT_URL
+from amplitude_pipeline.storage.s3 import DEFAULT_PREFIX
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_START_DATE = "2024-01-01"
+
+
+@dataclass(frozen=True)
+class Settings:
+    start_date: date
+    export_url: str
+    s3_prefix: str
+    s3_endpoint_url: str | None
+    aws_region: str | None
+    dwh_schema: str
+    field_mappings_path: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        raw_start = os.environ.get("AMPLITUDE_START_DATE") or DEFAULT_START_DATE
+        try:
+            start = date.fromisoformat(raw_start)
+        except ValueError as error:
+            raise ValueError(f"AMPLITUDE_START_DATE={raw_start!r} is not a YYYY-MM-DD date") from error
+        if start.weekday() != 0:
+            raise ValueError(
+                f"AMPLITUDE_START_DATE={raw_start} is a {start:%A}; weekly partitions start on a Monday"
+            )
+        return cls(
+            start_date=start,
+            export_url=os.environ.get("AMPLITUDE_EXPORT_URL") or DEFAULT_EXPORT_URL,
+            s3_prefix=os.environ.get("S3_PREFIX") or DEFAULT_PREFIX,
+            s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
+            aws_region=os.environ.get("AWS_REGION") or None,
+            dwh_schema=os.environ.get("DWH_SCHEMA") or "public",
+            field_mappings_path=Path(os.environ.get("FIELD_MAPPINGS_PATH") or REPO_ROOT / "field_mappings.yaml"),
+        )
+
+
+SETTINGS = Settings.from_env()

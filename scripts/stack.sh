@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# The local stack: PostgreSQL (DWH + Dagster instance), SeaweedFS as S3, the Amplitude simulator.
+#
+#   scripts/stack.sh start|stop|status|env
+#
+# Everything lives under .local/stack of this checkout (PostgreSQL's data may live under
+# /var/tmp when the checkout is not reachable by the `postgres` user, see pg_data_dir).
+# `stop` stops only the processes this script started (their pid files).
+# `env` prints the environment (CONTRACT §2) that points the pipeline at this stack.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK_DIR="${STACK_DIR:-$REPO/.local/stack}"
+VENV_BIN="${VENV_BIN:-$REPO/.venv/bin}"
+
+PG_PORT="${STACK_PG_PORT:-55432}"
+S3_PORT="${STACK_S3_PORT:-18333}"
+SIM_PORT="${STACK_SIM_PORT:-18080}"
+# SeaweedFS runs master, volume, filer, S3 and admin in one process; every port is set so
+# that nothing collides with another stack or a default-port service on the machine.
+WEED_MASTER_PORT="${STACK_WEED_MASTER_PORT:-19333}"
+WEED_VOLUME_PORT="${STACK_WEED_VOLUME_PORT:-19340}"
+WEED_FILER_PORT="${STACK_WEED_FILER_PORT:-18888}"
+WEED_ADMIN_PORT="${STACK_WEED_ADMIN_PORT:-23646}"
+
+PG_USER=pipeline
+PG_PASSWORD=pipeline-local-password
+S3_ACCESS_KEY=pipeline-local-access
+S3_SECRET_KEY=pipeline-local-secret
+S3_BUCKET_NAME=amplitude-raw
+SIM_API_KEY=sim-api-key
+SIM_SECRET_KEY=sim-secret-key
+
+PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# initdb and pg_ctl refuse to run as root, so as root the cluster belongs to `postgres`,
+# which must be able to traverse every folder above its data directory. A checkout under
+# a root-only home is not traversable: the cluster then lives under /var/tmp, keyed by the
+# checkout's path so that two checkouts never share one.
+pg_data_dir() {
+  if [ "$(id -u)" != 0 ] || runuser -u postgres -- test -x "$REPO" 2>/dev/null; then
+    echo "$STACK_DIR/pg/data"
+  else
+    echo "/var/tmp/amplitude-pipeline-$(printf '%s' "$REPO" | sha1sum | cut -c1-12)/data"
+  fi
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_for_port() {
+  local port=$1 name=$2 tries=${3:-100}
+  for _ in $(seq "$tries"); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  log "$name did not open port $port; see $STACK_DIR/logs"
+  return 1
+}
+
+start_postgres() {
+  [ -x "$PG_BIN/pg_ctl" ] || { log "PostgreSQL binaries not found (run scripts/bootstrap.sh)"; return 1; }
+  local data; data="$(pg_data_dir)"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initdb $data"
+    mkdir -p "$data"
+    local pwfile; pwfile="$(dirname "$data")/pwfile"
+    printf '%s\n' "$PG_PASSWORD" >"$pwfile"
+    if [ "$(id -u)" = 0 ]; then chown -R postgres: "$(dirname "$data")"; fi
+    as_postgres "$PG_BIN/initdb" -D "$data" -U "$PG_USER" --pwfile="$pwfile" \
+      --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C.UTF-8 >"$STACK_DIR/logs/initdb.log"
+    rm -f "$pwfile"
+  fi
+  if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    log "postgres already running"
+  else
+    log "postgres on 127.0.0.1:$PG_PORT"
+    as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$(dirname "$data")/postgres.log" -w -t 60 start \
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+    echo started >"$STACK_DIR/postgres.started"
+  fi
+  local db
+  for db in dwh dagster; do
+    if ! PGPASSWORD="$PG_PASSWORD" "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc \
+      "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1; then
+      PGPASSWORD="$PG_PASSWORD" "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -qc "CREATE DATABASE $db" >/dev/null
+    fi
+  done
+}
+
+start_seaweedfs() {
+  if pid_alive "$STACK_DIR/weed.pid"; then log "seaweedfs already running"; return 0; fi
+  mkdir -p "$STACK_DIR/weed"
+  cat >"$STACK_DIR/s3-identities.json" <<JSON
+{"identities": [{"name": "pipeline",
+  "credentials": [{"accessKey": "$S3_ACCESS_KEY", "secretKey": "$S3_SECRET_KEY"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+  log "seaweedfs S3 on 127.0.0.1:$S3_PORT"
+  setsid "$VENV_BIN/weed" mini -dir="$STACK_DIR/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port="$WEED_MASTER_PORT" -master.port.grpc=$((WEED_MASTER_PORT + 10000)) \
+    -volume.port="$WEED_VOLUME_PORT" -volume.port.grpc=$((WEED_VOLUME_PORT + 10000)) \
+    -filer.port="$WEED_FILER_PORT" -filer.port.grpc=$((WEED_FILER_PORT + 10000)) \
+    -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 10000)) -s3.port.iceberg=0 -s3.port.lance=0 \
+    -admin.ui=false -admin.port="$WEED_ADMIN_PORT" -admin.port.grpc=$((WEED_ADMIN_PORT + 10000)) \
+    -webdav=false -master.volumeSizeLimitMB=256 \
+    -s3.config="$STACK_DIR/s3-identities.json" -bucket="$S3_BUCKET_NAME" \
+    >"$STACK_DIR/logs/seaweedfs.log" 2>&1 </dev/null &
+  echo $! >"$STACK_DIR/weed.pid"
+  wait_for_port "$S3_PORT" seaweedfs 300
+  # The port opens before the bucket and identities are loaded: wait for a signed request to pass.
+  local tries
+  for tries in $(seq 100); do
+    if "$VENV_BIN/python" - "$S3_PORT" "$S3_ACCESS_KEY" "$S3_SECRET_KEY" "$S3_BUCKET_NAME" <<'PY' 2>/dev/null
+import sys, boto3
+port, key, secret, bucket = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=key,
+                  aws_secret_access_key=secret, region_name="us-east-1")
+s3.head_bucket(Bucket=bucket)
+PY
+    then return 0; fi
+    sleep 0.3
+  done
+  log "seaweedfs did not accept signed requests after $tries tries; see $STACK_DIR/logs/seaweedfs.log"
+  return 1
+}
+
+start_simulator() {
+  if pid_alive "$STACK_DIR/simulator.pid"; then log "simulator already running"; return 0; fi
+  log "amplitude simulator on 127.0.0.1:$SIM_PORT"
+  AMPLITUDE_API_KEY="$SIM_API_KEY" AMPLITUDE_SECRET_KEY="$SIM_SECRET_KEY" \
+    setsid "$VENV_BIN/python" -m amplitude_simulator --host 127.0.0.1 --port "$SIM_PORT" \
+    >"$STACK_DIR/logs/simulator.log" 2>&1 </dev/null &
+  echo $! >"$STACK_DIR/simulator.pid"
+  wait_for_port "$SIM_PORT" simulator
+}
+
+stop_pidfile() {
+  local pidfile=$1 name=$2
+  if pid_alive "$pidfile"; then
+    local pid; pid="$(cat "$pidfile")"
+    log "stopping $name ($pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+print_env() {
+  cat <<ENV
+export AMPLITUDE_API_KEY=$SIM_API_KEY
+export AMPLITUDE_SECRET_KEY=$SIM_SECRET_KEY
+export AMPLITUDE_EXPORT_URL=http://127.0.0.1:$SIM_PORT/api/2/export
+export AMPLITUDE_START_DATE=\${AMPLITUDE_START_DATE:-2024-01-01}
+export S3_BUCKET=$S3_BUCKET_NAME
+export S3_PREFIX=\${S3_PREFIX:-amplitude/events}
+export S3_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
+export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY
+export AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
+export AWS_REGION=us-east-1
+export DWH_URL=postgresql+psycopg://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/dwh
+export DWH_SCHEMA=\${DWH_SCHEMA:-public}
+export DAGSTER_PG_URL=postgresql+psycopg2://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/dagster
+export DAGSTER_HOME=$REPO/.local/dagster_home
+ENV
+}
+
+prepare_dagster_home() {
+  mkdir -p "$REPO/.local/dagster_home"
+  ln -sf "$REPO/dagster.yaml" "$REPO/.local/dagster_home/dagster.yaml"
+}
+
+cmd="${1:-status}"
+mkdir -p "$STACK_DIR/logs"
+case "$cmd" in
+  start)
+    start_postgres
+    start_seaweedfs
+    start_simulator
+    prepare_dagster_home
+    print_env >"$STACK_DIR/stack.env"
+    log "ready; environment: source $STACK_DIR/stack.env"
+    ;;
+  stop)
+    stop_pidfile "$STACK_DIR/simulator.pid" simulator
+    stop_pidfile "$STACK_DIR/weed.pid" seaweedfs
+    if [ -f "$STACK_DIR/postgres.started" ]; then
+      data="$(pg_data_dir)"
+      log "stopping postgres"
+      as_postgres "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+      rm -f "$STACK_DIR/postgres.started"
+    fi
+    ;;
+  status)
+    data="$(pg_data_dir)"
+    if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then echo "postgres: running ($data)"; else echo "postgres: stopped"; fi
+    if pid_alive "$STACK_DIR/weed.pid"; then echo "seaweedfs: running"; else echo "seaweedfs: stopped"; fi
+    if pid_alive "$STACK_DIR/simulator.pid"; then echo "simulator: running"; else echo "simulator: stopped"; fi
+    ;;
+  env)
+    print_env
+    ;;
+  *)
+    echo "usage: $0 start|stop|status|env" >&2
+    exit 2
+    ;;
+esac

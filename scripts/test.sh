@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: installs, starts the local stack, lints, type-checks, runs every test.
+# Stops the stack afterwards if it started it.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+scripts/bootstrap.sh
+if scripts/stack.sh status | grep -q "stopped"; then
+  trap 'scripts/stack.sh stop' EXIT
+fi
+scripts/stack.sh start
+
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+set -a
+# shellcheck disable=SC1091
+source .local/stack/stack.env
+set +a
+.venv/bin/pytest "$@"
