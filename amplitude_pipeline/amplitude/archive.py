@@ -14,13 +14,21 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 _MEMBER_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{1,2})#(\d+)\.json(\.gz)?$")
 _COPY_BUFFER = 1 << 20
 # Appended after a member whose last line lacks its newline, so that concatenating members
 # never glues two events onto one line. A gzip member of its own: readers see one stream.
 _NEWLINE_MEMBER = gzip.compress(b"\n", mtime=0)
+
+
+class _Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
 
 
 class ArchiveError(Exception):
@@ -95,7 +103,7 @@ def _append_member(archive: zipfile.ZipFile, hour_file: HourFile, out: BinaryIO)
     return lines
 
 
-def _count_lines(stream: BinaryIO) -> tuple[int, bool]:
+def _count_lines(stream: _Readable) -> tuple[int, bool]:
     """Lines in ``stream`` (a last line without its newline counts) and whether it ends with one."""
     newlines = 0
     last_byte = b"\n"
@@ -106,7 +114,7 @@ def _count_lines(stream: BinaryIO) -> tuple[int, bool]:
     return newlines + (0 if ends_with_newline else 1), ends_with_newline
 
 
-def _copy_counting_lines(raw: BinaryIO, out: BinaryIO) -> int:
+def _copy_counting_lines(raw: _Readable, out: _Writable) -> int:
     newlines = 0
     last_byte = b"\n"
     while chunk := raw.read(_COPY_BUFFER):

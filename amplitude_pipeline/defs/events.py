@@ -1,6 +1,5 @@
 """``amplitude_events``: one S3 object per finished week, straight from the Export API."""
 
-
 import tempfile
 import time
 from datetime import date

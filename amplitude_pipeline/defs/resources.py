@@ -7,6 +7,7 @@ from dagster_aws.s3 import S3Resource
 
 from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
 from amplitude_pipeline.settings import Settings
+from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 
 
@@ -20,4 +21,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             export_url=settings.export_url,
         ),
         "raw_event_store": RawEventStore(bucket=EnvVar("S3_BUCKET"), prefix=settings.s3_prefix, s3=s3),
+        "dwh": DWHRepository(
+            url=EnvVar("DWH_URL"),
+            db_schema=settings.dwh_schema,
+            field_mappings_path=str(settings.field_mappings_path),
+        ),
     }

@@ -77,7 +77,7 @@ def json_text(value: Any) -> str:
     """
     kind = type(value)
     if kind is str:
-        return value  # type: ignore[no-any-return]
+        return value
     if kind is bool:
         return "true" if value else "false"
     if kind is int:
@@ -86,7 +86,7 @@ def json_text(value: Any) -> str:
         if not math.isfinite(value):
             raise ConversionFailure(f"{value!r} is not a finite number")
         return repr(value)
-    raise ConversionFailure(f"{describe_json_kind(value)} has no string form")
+    raise ConversionFailure(f"expected a string, number or boolean, got {describe_json_kind(value)}")
 
 
 def cast_str(value: Any) -> str | None:
@@ -137,7 +137,7 @@ def cast_float(value: Any) -> float | None:
     kind = type(value)
     if kind is float:
         if math.isfinite(value):
-            return value  # type: ignore[no-any-return]
+            return value
         raise ConversionFailure("not a finite number")
     if kind is int:
         try:
@@ -162,7 +162,7 @@ def cast_bool(value: Any) -> bool | None:
     """JSON booleans, the numbers 0 and 1, and true/false/1/0/yes/no in any case."""
     kind = type(value)
     if kind is bool:
-        return value  # type: ignore[no-any-return]
+        return value
     if value is None:
         return None
     if kind is str:
@@ -205,7 +205,7 @@ def cast_date(value: Any) -> date | None:
     if value is None:
         return None
     if type(value) is date:
-        return value  # type: ignore[no-any-return]
+        return value
     raise ConversionFailure(f"expected a date string, got {describe_json_kind(value)}")
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Hashable
+from functools import cached_property
 from typing import Any, Final, NamedTuple, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from amplitude_pipeline.transform.casts import (
@@ -87,6 +88,15 @@ def build_converter(
     return convert
 
 
+class _OptionError(ValueError):
+    """A problem with one part of a column's options; ``option`` extends the entry path."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message
+
+
 def _normalise_value_map_key(key: Any) -> str:
     if isinstance(key, str):
         return key
@@ -111,8 +121,6 @@ class ColumnMapping(BaseModel):
     regex: str | None = None
     value_map: dict[str, Any] | None = None
 
-    _converter: Converter = PrivateAttr()
-
     @model_validator(mode="before")
     @classmethod
     def _source_defaults_to_name(cls, data: Any) -> Any:
@@ -130,8 +138,7 @@ class ColumnMapping(BaseModel):
             )
         if name in SYSTEM_COLUMNS:
             raise ValueError(
-                f"column name {name!r} is reserved for a system column "
-                f"({', '.join(sorted(SYSTEM_COLUMNS))})"
+                f"column name {name!r} is reserved for a system column ({', '.join(sorted(SYSTEM_COLUMNS))})"
             )
         return name
 
@@ -160,27 +167,26 @@ class ColumnMapping(BaseModel):
         return value_map
 
     @model_validator(mode="after")
-    def _build_converter(self) -> Self:
+    def _value_map_targets_fit_the_type(self) -> Self:
         cast = CASTS[self.type]
         for key, target in (self.value_map or {}).items():
             try:
                 cast(target)
             except ConversionFailure as failure:
-                raise ValueError(
-                    f"value_map[{key!r}]: target {target!r} cannot become {self.type}: {failure.reason}"
+                raise _OptionError(
+                    f"value_map[{key!r}]", f"target {target!r} cannot become {self.type}: {failure.reason}"
                 ) from None
-        pattern = re.compile(self.regex) if self.regex is not None else None
-        self._converter = build_converter(self.type, pattern, self.value_map)
         return self
 
-    @property
+    @cached_property
     def converter(self) -> Converter:
-        """The conversion as a plain function, for loops that call it many times."""
-        return self._converter
+        """The conversion as a plain function, built once, for loops that call it many times."""
+        pattern = re.compile(self.regex) if self.regex is not None else None
+        return build_converter(self.type, pattern, self.value_map)
 
     def convert(self, value: Any) -> Any:
         """Turn one JSON value into the column value; raises :class:`ConversionFailure`."""
-        return self._converter(value)
+        return self.converter(value)
 
 
 class ColumnRoute(NamedTuple):
@@ -205,11 +211,8 @@ class FieldMappings(BaseModel):
     permanent: tuple[ColumnMapping, ...] = ()
     changeable: tuple[ColumnMapping, ...] = ()
 
-    _known_keys: frozenset[str] = PrivateAttr()
-    _routes: dict[str, ColumnRoute] = PrivateAttr()
-
     @model_validator(mode="after")
-    def _check_and_index(self) -> Self:
+    def _check_keys_and_names(self) -> Self:
         if not self.identity_key:
             raise ValueError("identity.ehr_id: must name a user_properties key")
         if self.identity_key in self.ignore:
@@ -218,21 +221,17 @@ class FieldMappings(BaseModel):
         column_entries: dict[str, str] = {}
         source_entries: dict[str, str] = {self.identity_key: "identity.ehr_id"}
         source_entries.update(dict.fromkeys(self.ignore, "ignore"))
-        routes: dict[str, ColumnRoute] = {}
-        for slot, (section, column) in enumerate(self.sections()):
+        for section, column in self.sections():
             entry = f"{section}.{column.name}"
             if column.name in column_entries:
-                raise ValueError(f"{entry}: column {column.name!r} is also defined as {column_entries[column.name]}")
+                raise ValueError(
+                    f"{entry}: column {column.name!r} is also defined as {column_entries[column.name]}"
+                )
             column_entries[column.name] = entry
             if column.source in source_entries:
-                raise ValueError(
-                    f"{entry}.source: key {column.source!r} is already used by {source_entries[column.source]}"
-                )
+                used_by = source_entries[column.source]
+                raise ValueError(f"{entry}.source: key {column.source!r} is already used by {used_by}")
             source_entries[column.source] = entry
-            routes[column.source] = ColumnRoute(slot, column, column.converter)
-
-        self._routes = routes
-        self._known_keys = frozenset(source_entries)
         return self
 
     def sections(self) -> list[tuple[str, ColumnMapping]]:
@@ -241,15 +240,22 @@ class FieldMappings(BaseModel):
             ("changeable", column) for column in self.changeable
         ]
 
-    @property
+    @cached_property
     def known_keys(self) -> frozenset[str]:
         """Every key a record may carry: the identity key, the ignored keys and the column sources."""
-        return self._known_keys
+        return frozenset({self.identity_key, *self.ignore, *self.routes})
 
-    @property
+    @cached_property
     def routes(self) -> dict[str, ColumnRoute]:
-        """Source key → route; the identity and ignored keys are not in it. Do not mutate."""
-        return self._routes
+        """Source key → route; the identity and ignored keys are not in it. Do not mutate.
+
+        A cached property rather than a private attribute: it is read once per record,
+        and pydantic's private-attribute lookup costs about as much as converting a value.
+        """
+        return {
+            column.source: ColumnRoute(slot, column, column.converter)
+            for slot, (_, column) in enumerate(self.sections())
+        }
 
 
 class MappingFileError(ValueError):
@@ -268,7 +274,7 @@ class _UniqueKeySafeLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if isinstance(key, Hashable):
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
@@ -290,7 +296,7 @@ def load_field_mappings(path: str | os.PathLike[str]) -> FieldMappings:
     source_name = os.fspath(path)
     with open(path, encoding="utf-8") as stream:
         try:
-            data = yaml.load(stream, Loader=_UniqueKeySafeLoader)  # noqa: S506 - a SafeLoader subclass
+            data = yaml.load(stream, Loader=_UniqueKeySafeLoader)
         except yaml.YAMLError as error:
             raise MappingFileError(f"{source_name}: not valid YAML: {error}") from None
     return parse_field_mappings(data, source_name)
@@ -313,21 +319,23 @@ def _error_message(error: ErrorDetails) -> str:
 def parse_field_mappings(data: Any, source_name: str = "field_mappings.yaml") -> FieldMappings:
     """Validate already-parsed YAML data (see :func:`load_field_mappings`)."""
 
-    def fail(entry: str, message: str) -> MappingFileError:
+    def error_at(entry: str, message: str) -> MappingFileError:
         return MappingFileError(f"{source_name}: {entry}: {message}")
 
     if data is None:
-        raise fail("top level", "the file is empty")
+        raise error_at("top level", "the file is empty")
     if not isinstance(data, dict):
-        raise fail("top level", f"expected a mapping of sections ({', '.join(SECTIONS)}), got {_describe(data)}")
+        raise error_at(
+            "top level", f"expected a mapping of sections ({', '.join(SECTIONS)}), got {_describe(data)}"
+        )
     for section in data:
         if section not in SECTIONS:
-            raise fail(str(section), f"unknown section (expected {', '.join(SECTIONS)})")
+            raise error_at(str(section), f"unknown section (expected {', '.join(SECTIONS)})")
 
-    identity_key = _parse_identity(data.get("identity"), fail)
-    ignore = _parse_ignore(data.get("ignore"), fail)
-    permanent = _parse_section("permanent", data.get("permanent"), fail)
-    changeable = _parse_section("changeable", data.get("changeable"), fail)
+    identity_key = _parse_identity(data.get("identity"), error_at)
+    ignore = _parse_ignore(data.get("ignore"), error_at)
+    permanent = _parse_section("permanent", data.get("permanent"), error_at)
+    changeable = _parse_section("changeable", data.get("changeable"), error_at)
     try:
         return FieldMappings(
             identity_key=identity_key,
@@ -339,72 +347,78 @@ def parse_field_mappings(data: Any, source_name: str = "field_mappings.yaml") ->
         raise MappingFileError(f"{source_name}: {_error_message(error.errors()[0])}") from None
 
 
-_Fail = Callable[[str, str], MappingFileError]
+_ErrorAt = Callable[[str, str], MappingFileError]
 
 
-def _parse_identity(identity: Any, fail: _Fail) -> str:
+def _parse_identity(identity: Any, error_at: _ErrorAt) -> str:
     if identity is None:
-        raise fail("identity.ehr_id", "missing: name the user_properties key holding the EHR id")
+        raise error_at("identity.ehr_id", "missing: name the user_properties key holding the EHR id")
     if not isinstance(identity, dict):
-        raise fail("identity", f"expected a mapping like {{ehr_id: ehr_id}}, got {_describe(identity)}")
+        raise error_at("identity", f"expected a mapping like {{ehr_id: ehr_id}}, got {_describe(identity)}")
     for option in identity:
         if option != "ehr_id":
-            raise fail(f"identity.{option}", "unknown option (expected ehr_id)")
+            raise error_at(f"identity.{option}", "unknown option (expected ehr_id)")
     key = identity.get("ehr_id")
     if key is None:
-        raise fail("identity.ehr_id", "missing: name the user_properties key holding the EHR id")
+        raise error_at("identity.ehr_id", "missing: name the user_properties key holding the EHR id")
     if not isinstance(key, str) or not key:
-        raise fail("identity.ehr_id", f"expected a user_properties key, got {key!r}")
+        raise error_at("identity.ehr_id", f"expected a user_properties key, got {key!r}")
     return key
 
 
-def _parse_ignore(ignore: Any, fail: _Fail) -> list[str]:
+def _parse_ignore(ignore: Any, error_at: _ErrorAt) -> list[str]:
     if ignore is None:
         return []
     if not isinstance(ignore, list):
-        raise fail("ignore", f"expected a list of user_properties keys, got {_describe(ignore)}")
+        raise error_at("ignore", f"expected a list of user_properties keys, got {_describe(ignore)}")
     seen: set[str] = set()
     for index, key in enumerate(ignore):
         if not isinstance(key, str) or not key:
-            raise fail(f"ignore[{index}]", f"expected a user_properties key, got {_describe(key)}")
+            raise error_at(f"ignore[{index}]", f"expected a user_properties key, got {_describe(key)}")
         if key in seen:
-            raise fail(f"ignore[{index}]", f"key {key!r} is listed twice")
+            raise error_at(f"ignore[{index}]", f"key {key!r} is listed twice")
         seen.add(key)
     return ignore
 
 
-def _parse_section(section: str, columns: Any, fail: _Fail) -> tuple[ColumnMapping, ...]:
+def _parse_section(section: str, columns: Any, error_at: _ErrorAt) -> tuple[ColumnMapping, ...]:
     if columns is None:
         return ()
     if not isinstance(columns, dict):
-        raise fail(section, f"expected a mapping of column name to options, got {_describe(columns)}")
+        raise error_at(section, f"expected a mapping of column name to options, got {_describe(columns)}")
     parsed = []
     for name, options in columns.items():
         if not isinstance(name, str):
-            raise fail(
+            raise error_at(
                 f"{section}.{name!r}", "column name must be a plain lower-case SQL identifier (a string)"
             )
         entry = f"{section}.{name}"
         if options is None:
             options = {}
         if not isinstance(options, dict):
-            raise fail(
+            raise error_at(
                 entry,
                 f"expected a mapping of options ({', '.join(COLUMN_OPTIONS)}) or nothing, "
                 f"got {_describe(options)}",
             )
         for option in options:
             if option not in COLUMN_OPTIONS:
-                raise fail(f"{entry}.{option}", f"unknown option (expected one of {', '.join(COLUMN_OPTIONS)})")
+                raise error_at(
+                    f"{entry}.{option}", f"unknown option (expected one of {', '.join(COLUMN_OPTIONS)})"
+                )
         column_type = options.get("type", "str")
         if column_type not in COLUMN_TYPES:
-            raise fail(
+            raise error_at(
                 f"{entry}.type", f"unknown type {column_type!r} (expected one of {', '.join(COLUMN_TYPES)})"
             )
         try:
             parsed.append(ColumnMapping(name=name, **options))
         except ValidationError as error:
             first = error.errors()[0]
-            location = ".".join([entry, *(str(part) for part in first["loc"][:1])])
-            raise fail(location, _error_message(first)) from None
+            cause = first.get("ctx", {}).get("error")
+            if isinstance(cause, _OptionError):
+                raise error_at(f"{entry}.{cause.option}", cause.message) from None
+            field = str(first["loc"][0]) if first["loc"] else "name"
+            location = entry if field == "name" else f"{entry}.{field}"
+            raise error_at(location, _error_message(first)) from None
     return tuple(parsed)

@@ -1,0 +1,132 @@
+"""``permanent_user_properties`` and ``changeble_user_properties`` from a week's events."""
+
+from collections.abc import Iterator
+
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    multi_asset,
+)
+from pydantic import Field
+
+from amplitude_pipeline.defs.partitions import weekly_partitions
+from amplitude_pipeline.load.event_files import (
+    DEFAULT_BATCH_SIZE,
+    EventFileLoadError,
+    FileLoadResult,
+    load_event_file,
+)
+from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository, TableWriteCounts
+from amplitude_pipeline.storage.s3 import RawEventStore
+
+
+class UserPropertiesLoadConfig(Config):
+    start_after: int | None = Field(
+        default=None,
+        description=(
+            "0-based line after which to start (processing starts at line N+1; -1 = the whole "
+            "file). Unset: resume after the stored checkpoint."
+        ),
+    )
+    batch_size: int = Field(
+        default=DEFAULT_BATCH_SIZE, gt=0, description="Lines per transaction (and checkpoint)."
+    )
+
+
+@multi_asset(
+    name="user_properties_tables",
+    specs=[
+        AssetSpec(
+            PERMANENT_TABLE,
+            deps=["amplitude_events"],
+            group_name="dwh",
+            kinds={"postgres"},
+            description="One row per ehr_id with its static facts; the first non-NULL value wins.",
+        ),
+        AssetSpec(
+            CHANGEABLE_TABLE,
+            deps=["amplitude_events"],
+            group_name="dwh",
+            kinds={"postgres"},
+            description="The freshest version of each user's changeable properties (per ehr_id, "
+            "else per amplitude_id).",
+        ),
+    ],
+    partitions_def=weekly_partitions,
+    can_subset=False,
+)
+def user_properties_tables(
+    context: AssetExecutionContext,
+    config: UserPropertiesLoadConfig,
+    dwh: DWHRepository,
+    raw_event_store: RawEventStore,
+) -> Iterator[MaterializeResult]:
+    added_columns = dwh.ensure_schema()
+    if added_columns:
+        context.log.info(f"added mapped columns: {', '.join(added_columns)}")
+    key = raw_event_store.week_key(context.partition_key)
+    if raw_event_store.stat(key) is None:
+        raise Failure(
+            description=f"{raw_event_store.uri(key)} does not exist: materialize amplitude_events "
+            f"for {context.partition_key} first.",
+            metadata={"file_key": key},
+        )
+    try:
+        result = load_event_file(
+            dwh,
+            raw_event_store,
+            key,
+            start_after=config.start_after,
+            batch_size=config.batch_size,
+            log=context.log,
+        )
+    except EventFileLoadError as error:
+        raise Failure(
+            description=str(error),
+            metadata={**error.metadata, "records_loaded_this_run": error.result.records},
+        ) from error
+    yield from table_materializations(dwh, result)
+
+
+def table_materializations(dwh: DWHRepository, result: FileLoadResult) -> Iterator[MaterializeResult]:
+    shared = {
+        "file_key": result.file_key,
+        "records_read": MetadataValue.int(result.records),
+        "skipped_without_identity": MetadataValue.int(result.skipped_without_identity),
+        "started_after_line": MetadataValue.int(result.started_after),
+        "last_successful_line": MetadataValue.int(result.last_successful_line),
+        "already_loaded": result.already_loaded,
+        "duration_seconds": MetadataValue.float(result.duration_seconds),
+    }
+    for table, counts in (
+        (dwh.tables.permanent, result.permanent),
+        (dwh.tables.changeable, result.changeable),
+    ):
+        yield MaterializeResult(
+            asset_key=table.name,
+            metadata={
+                **shared,
+                **_write_metadata(counts),
+                "dagster/row_count": MetadataValue.int(dwh.count_rows(table)),
+                "dagster/column_schema": TableSchema(
+                    columns=[
+                        TableColumn(column.name, str(column.type).lower(), description=column.comment)
+                        for column in table.columns
+                    ]
+                ),
+            },
+        )
+
+
+def _write_metadata(counts: TableWriteCounts) -> dict[str, MetadataValue]:
+    return {
+        "inserted": MetadataValue.int(counts.inserted),
+        "updated": MetadataValue.int(counts.updated),
+        "unchanged": MetadataValue.int(counts.unchanged),
+    }

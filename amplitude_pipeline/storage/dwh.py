@@ -1,0 +1,444 @@
+"""The DWH: table definitions from the mapping, and every write the pipeline makes.
+
+All SQL is SQLAlchemy Core with bound parameters; identifiers come only from the validated
+mapping (plain lower-case identifiers) and this module. A batch is written set-based: its
+candidate rows are COPYed into temporary staging tables, then merged with one
+``INSERT … ON CONFLICT DO NOTHING`` and one ``UPDATE … FROM`` per table, whose conditions
+carry CONTRACT §6's rules.
+"""
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from dagster import ConfigurableResource
+from psycopg import sql
+from pydantic import Field, PrivateAttr
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    Double,
+    Engine,
+    Index,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    func,
+    inspect,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.schema import CreateSchema
+from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.types import TypeEngine
+
+from amplitude_pipeline.transform.batch import ReducedBatch
+from amplitude_pipeline.transform.mapping import ColumnMapping, FieldMappings, load_field_mappings
+
+PERMANENT_TABLE = "permanent_user_properties"
+CHANGEABLE_TABLE = "changeble_user_properties"
+TMP_TABLE = "tmp_user_properties"
+CHECKPOINT_TABLE = "pipeline_file_checkpoints"
+
+_COLUMN_TYPES: dict[str, Callable[[], TypeEngine[Any]]] = {
+    "str": Text,
+    "int": BigInteger,
+    "float": Double,
+    "bool": Boolean,
+    "date": Date,
+    "datetime": lambda: TIMESTAMP(timezone=True),
+}
+# Serialisation failures and deadlocks between concurrent loaders, and dropped connections,
+# pass when the transaction is simply run again.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "57P01", "08000", "08003", "08006"})
+
+T = TypeVar("T")
+
+
+def _timestamptz() -> TIMESTAMP:
+    return TIMESTAMP(timezone=True)
+
+
+def _mapped_columns(columns: Sequence[ColumnMapping]) -> list[Column[Any]]:
+    return [Column(column.name, _COLUMN_TYPES[column.type]()) for column in columns]
+
+
+@dataclass(frozen=True)
+class DWHTables:
+    """The tables as SQLAlchemy objects, built from one mapping."""
+
+    metadata: MetaData
+    permanent: Table
+    changeable: Table
+    tmp: Table
+    checkpoints: Table
+    permanent_columns: tuple[str, ...]
+    changeable_columns: tuple[str, ...]
+
+    @classmethod
+    def build(cls, mappings: FieldMappings, schema: str) -> "DWHTables":
+        metadata = MetaData(schema=schema)
+        permanent = Table(
+            PERMANENT_TABLE,
+            metadata,
+            Column("ehr_id", Text, primary_key=True),
+            *_mapped_columns(mappings.permanent),
+            Column("uuid", UUID(as_uuid=False), nullable=False),
+            Column("event_time", _timestamptz(), nullable=False),
+            Column("loaded_at", _timestamptz(), nullable=False, server_default=func.now()),
+        )
+        changeable = Table(
+            CHANGEABLE_TABLE,
+            metadata,
+            Column("ehr_id", Text, nullable=True),
+            Column("amplitude_id", BigInteger, nullable=True),
+            *_mapped_columns(mappings.changeable),
+            Column("uuid", UUID(as_uuid=False), nullable=False),
+            Column("event_time", _timestamptz(), nullable=False),
+            Column("loaded_at", _timestamptz(), nullable=False, server_default=func.now()),
+        )
+        # One row per user: per ehr_id when known, per amplitude_id for anonymous records.
+        Index(
+            f"{CHANGEABLE_TABLE}_ehr_id_key",
+            changeable.c.ehr_id,
+            unique=True,
+            postgresql_where=changeable.c.ehr_id.is_not(None),
+        )
+        Index(
+            f"{CHANGEABLE_TABLE}_amplitude_id_key",
+            changeable.c.amplitude_id,
+            unique=True,
+            postgresql_where=changeable.c.ehr_id.is_(None),
+        )
+        tmp = Table(
+            TMP_TABLE,
+            metadata,
+            Column("uuid", UUID(as_uuid=False), primary_key=True),
+            Column("amplitude_id", BigInteger, nullable=True),
+            Column("user_properties", JSONB, nullable=False),
+            Column("event_time", _timestamptz(), nullable=False),
+            Column("migrated", Boolean, nullable=False, server_default=text("false")),
+        )
+        Index(
+            f"{TMP_TABLE}_unmigrated_idx",
+            tmp.c.event_time,
+            postgresql_where=tmp.c.migrated.is_(False),
+        )
+        checkpoints = Table(
+            CHECKPOINT_TABLE,
+            metadata,
+            Column("file_key", Text, primary_key=True),
+            Column("etag", Text, nullable=False),
+            Column("last_successful_line", BigInteger, nullable=False),
+            Column("finished", Boolean, nullable=False, server_default=text("false")),
+            Column("updated_at", _timestamptz(), nullable=False, server_default=func.now()),
+        )
+        return cls(
+            metadata=metadata,
+            permanent=permanent,
+            changeable=changeable,
+            tmp=tmp,
+            checkpoints=checkpoints,
+            permanent_columns=tuple(column.name for column in mappings.permanent),
+            changeable_columns=tuple(column.name for column in mappings.changeable),
+        )
+
+
+@dataclass(frozen=True)
+class FileCheckpoint:
+    file_key: str
+    etag: str
+    last_successful_line: int
+    finished: bool
+
+
+@dataclass
+class TableWriteCounts:
+    candidates: int = 0
+    inserted: int = 0
+    updated: int = 0
+
+    @property
+    def unchanged(self) -> int:
+        return self.candidates - self.inserted - self.updated
+
+    def __iadd__(self, other: "TableWriteCounts") -> "TableWriteCounts":
+        self.candidates += other.candidates
+        self.inserted += other.inserted
+        self.updated += other.updated
+        return self
+
+
+@dataclass
+class BatchWriteCounts:
+    permanent: TableWriteCounts
+    changeable: TableWriteCounts
+
+
+class DWHRepository(ConfigurableResource):
+    """The DWH's tables and every write the pipeline makes, over one SQLAlchemy engine.
+
+    ``url`` holds the password: it comes from ``EnvVar("DWH_URL")`` and the engine is told
+    to hide it (and bound parameters) from error messages.
+    """
+
+    url: str = Field(description="SQLAlchemy URL of the DWH: postgresql+psycopg://user:password@host/db")
+    db_schema: str = Field(default="public", description="Schema holding the tables (DWH_SCHEMA).")
+    field_mappings_path: str = Field(description="Path of field_mappings.yaml (FIELD_MAPPINGS_PATH).")
+    _state: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def engine(self) -> Engine:
+        if "engine" not in self._state:
+            self._state["engine"] = create_engine(self.url, pool_pre_ping=True, hide_parameters=True)
+        return self._state["engine"]
+
+    @property
+    def mappings(self) -> FieldMappings:
+        if "mappings" not in self._state:
+            self._state["mappings"] = load_field_mappings(self.field_mappings_path)
+        return self._state["mappings"]
+
+    @property
+    def tables(self) -> DWHTables:
+        if "tables" not in self._state:
+            self._state["tables"] = DWHTables.build(self.mappings, self.db_schema)
+        return self._state["tables"]
+
+    @property
+    def safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # -- schema -------------------------------------------------------------------------
+
+    def ensure_schema(self) -> list[str]:
+        """Create the schema and tables if missing; add mapped columns the tables lack.
+
+        Additive only: nothing is dropped or retyped. Returns the columns it added. Runs
+        under an advisory lock so that concurrent runs don't race each other's DDL.
+        """
+        added: list[str] = []
+        with self.engine.begin() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(_ADVISORY_DDL_LOCK)))
+            conn.execute(CreateSchema(self.db_schema, if_not_exists=True))
+            self.tables.metadata.create_all(conn, checkfirst=True)
+            inspector = inspect(conn)
+            quote = conn.dialect.identifier_preparer.quote
+            for table in (self.tables.permanent, self.tables.changeable):
+                existing = {column["name"] for column in inspector.get_columns(table.name, self.db_schema)}
+                for column in table.columns:
+                    if column.name in existing:
+                        continue
+                    conn.execute(
+                        text(
+                            f"ALTER TABLE {quote(self.db_schema)}.{quote(table.name)} "
+                            f"ADD COLUMN {quote(column.name)} {column.type.compile(dialect=conn.dialect)}"
+                        )
+                    )
+                    added.append(f"{table.name}.{column.name}")
+        return added
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def get_checkpoint(self, file_key: str) -> FileCheckpoint | None:
+        checkpoints = self.tables.checkpoints
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(checkpoints.c.etag, checkpoints.c.last_successful_line, checkpoints.c.finished).where(
+                    checkpoints.c.file_key == file_key
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        return FileCheckpoint(file_key, row.etag, row.last_successful_line, row.finished)
+
+    def save_checkpoint(self, conn: Connection, checkpoint: FileCheckpoint) -> None:
+        checkpoints = self.tables.checkpoints
+        statement = pg_insert(checkpoints).values(
+            file_key=checkpoint.file_key,
+            etag=checkpoint.etag,
+            last_successful_line=checkpoint.last_successful_line,
+            finished=checkpoint.finished,
+        )
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[checkpoints.c.file_key],
+                set_={
+                    "etag": statement.excluded.etag,
+                    "last_successful_line": statement.excluded.last_successful_line,
+                    "finished": statement.excluded.finished,
+                    "updated_at": func.now(),
+                },
+            )
+        )
+
+    # -- batch writes -------------------------------------------------------------------
+
+    def write_batch(self, conn: Connection, batch: ReducedBatch) -> BatchWriteCounts:
+        """Merge one reduced batch into both tables inside the caller's transaction."""
+        return BatchWriteCounts(
+            permanent=self._merge_permanent(conn, batch),
+            changeable=self._merge_changeable(conn, batch),
+        )
+
+    def _merge_permanent(self, conn: Connection, batch: ReducedBatch) -> TableWriteCounts:
+        counts = TableWriteCounts(candidates=len(batch.permanent))
+        if not batch.permanent:
+            return counts
+        target = self.tables.permanent
+        value_columns = self.tables.permanent_columns
+        stage_columns = ("ehr_id", *value_columns, "uuid", "event_time")
+        stage = self._stage(conn, target, "stage_permanent", stage_columns, ())
+        _copy_rows(conn, stage.name, stage_columns, (row.as_row() for row in batch.permanent.values()))
+
+        counts.inserted = _affected_rows(
+            conn,
+            pg_insert(target)
+            .from_select(stage_columns, select(*(stage.c[name] for name in stage_columns)))
+            .on_conflict_do_nothing(index_elements=[target.c.ehr_id]),
+        )
+        if value_columns:
+            fills_a_null = or_(
+                *(and_(target.c[name].is_(None), stage.c[name].is_not(None)) for name in value_columns)
+            )
+            counts.updated = _affected_rows(
+                conn,
+                update(target)
+                .values(
+                    {name: func.coalesce(target.c[name], stage.c[name]) for name in value_columns}
+                    | {"loaded_at": func.now()}
+                )
+                .where(target.c.ehr_id == stage.c.ehr_id, fills_a_null),
+            )
+        return counts
+
+    def _merge_changeable(self, conn: Connection, batch: ReducedBatch) -> TableWriteCounts:
+        counts = TableWriteCounts(candidates=len(batch.changeable))
+        if not batch.changeable:
+            return counts
+        target = self.tables.changeable
+        value_columns = self.tables.changeable_columns
+        row_columns = ("ehr_id", "amplitude_id", *value_columns, "uuid", "event_time")
+        stage_columns = (*row_columns, "changed_in_batch")
+        stage = self._stage(
+            conn, target, "stage_changeable", row_columns, (Column("changed_in_batch", Boolean),)
+        )
+        _copy_rows(conn, stage.name, stage_columns, (row.as_row() for row in batch.changeable.values()))
+
+        for identity, is_anonymous in (("ehr_id", False), ("amplitude_id", True)):
+            stage_rows = stage.c.ehr_id.is_(None) if is_anonymous else stage.c.ehr_id.is_not(None)
+            target_rows = target.c.ehr_id.is_(None) if is_anonymous else target.c.ehr_id.is_not(None)
+            counts.inserted += _affected_rows(
+                conn,
+                pg_insert(target)
+                .from_select(row_columns, select(*(stage.c[name] for name in row_columns)).where(stage_rows))
+                .on_conflict_do_nothing(index_elements=[target.c[identity]], index_where=target_rows),
+            )
+            values_differ = tuple_(*(target.c[name] for name in value_columns)).is_distinct_from(
+                tuple_(*(stage.c[name] for name in value_columns))
+            )
+            replaces = and_(
+                stage.c.event_time > target.c.event_time,
+                or_(stage.c.changed_in_batch, values_differ) if value_columns else stage.c.changed_in_batch,
+            )
+            counts.updated += _affected_rows(
+                conn,
+                update(target)
+                .values(
+                    {name: stage.c[name] for name in row_columns if name != identity}
+                    | {"loaded_at": func.now()}
+                )
+                .where(target.c[identity] == stage.c[identity], target_rows, stage_rows, replaces),
+            )
+        return counts
+
+    def _stage(
+        self,
+        conn: Connection,
+        target: Table,
+        name: str,
+        columns: Sequence[str],
+        extra: Sequence[Column[Any]],
+    ) -> Table:
+        """A temporary table with the target's column types, dropped when the transaction ends."""
+        stage = Table(
+            name,
+            MetaData(),
+            *(Column(column, target.c[column].type) for column in columns),
+            *extra,
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DROP",
+        )
+        stage.create(conn)
+        return stage
+
+    # -- transactions -------------------------------------------------------------------
+
+    def run_in_transaction(self, work: Callable[[Connection], T], attempts: int = 3) -> T:
+        """Run ``work`` in one transaction, again when it fails for a transient reason."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except DBAPIError as error:
+                if attempt == attempts or not _is_transient(error):
+                    raise
+                time.sleep(0.5 * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def count_rows(self, table: Table) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+_ADVISORY_DDL_LOCK = 0x616D706C  # "ampl"
+
+
+def _is_transient(error: DBAPIError) -> bool:
+    if isinstance(error, OperationalError) and error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return sqlstate in _RETRYABLE_SQLSTATES
+
+
+def _affected_rows(conn: Connection, statement: Insert | Update) -> int:
+    """Rows an INSERT/UPDATE wrote, counted through RETURNING: SQLAlchemy 2.1 on psycopg 3
+    reports ``rowcount`` -1 for INSERT … SELECT."""
+    return len(conn.execute(statement.returning(literal_column("1"))).all())
+
+
+def _copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY rows into a table through the connection's psycopg driver connection."""
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection), (
+        "the DWH needs the psycopg (3) driver: postgresql+psycopg://"
+    )
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(column) for column in columns)
+    )
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)

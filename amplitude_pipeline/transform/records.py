@@ -1,0 +1,325 @@
+"""Turn one record (an Amplitude event or a ``tmp_user_properties`` row) into column values.
+
+Both sources share one rule set (CONTRACT §5, §6): every ``user_properties`` key must
+be known to the mapping file and every value must convert, otherwise the record is
+an error. :func:`transform_single_record` stops at the first problem, which is what a
+load needs; :func:`collect_record_errors` runs the same code but keeps going, which is
+what an audit needs.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from amplitude_pipeline.transform.casts import (
+    ColumnType,
+    ConversionFailure,
+    as_utc,
+    describe_json_kind,
+    parse_datetime_utc,
+)
+from amplitude_pipeline.transform.mapping import FieldMappings
+
+__all__ = [
+    "MISSING",
+    "MalformedRecordError",
+    "RecordError",
+    "TransformedRecord",
+    "UnknownKeyError",
+    "ValueConversionError",
+    "collect_envelope_errors",
+    "collect_record_errors",
+    "compare_changeable",
+    "convert_identity",
+    "transform_single_record",
+    "transform_user_properties",
+]
+
+_REPR_LIMIT: Final = 80
+_CANONICAL_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class _Missing:
+    """The value of a field or key that is absent (as opposed to present and null)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    if len(text) > _REPR_LIMIT:
+        return text[: _REPR_LIMIT - 3] + "..."
+    return text
+
+
+class RecordError(Exception):
+    """A record that cannot be loaded.
+
+    ``key`` is the offending ``user_properties`` key (or record field for
+    :class:`MalformedRecordError`; ``None`` when the record as a whole is wrong),
+    ``value`` the offending value (:data:`MISSING` when absent) and ``reason`` why.
+    """
+
+    container = "user_properties"
+
+    def __init__(self, key: str | None, value: Any, reason: str) -> None:
+        super().__init__(key, value, reason)
+        self.key = key
+        self.value = value
+        self.reason = reason
+
+    def __str__(self) -> str:
+        where = self.container if self.key is None else f"{self.container}[{self.key!r}]"
+        if self.value is MISSING:
+            return f"{where}: {self.reason}"
+        return f"{where} = {_short_repr(self.value)}: {self.reason}"
+
+
+class UnknownKeyError(RecordError):
+    """A ``user_properties`` key that is neither the identity key, ignored, nor a column source."""
+
+    def __init__(self, key: str, value: Any, reason: str | None = None) -> None:
+        super().__init__(
+            key,
+            value,
+            reason or "unknown key: add it to field_mappings.yaml (ignore, or the source of a column)",
+        )
+
+
+class ValueConversionError(RecordError):
+    """A value that its column (or the identity rule) cannot convert.
+
+    ``column`` is ``"permanent.<name>"``/``"changeable.<name>"``, or ``"identity"``
+    for the identity key; ``column_type`` is the type it was converted to.
+    """
+
+    def __init__(self, key: str, value: Any, reason: str, column: str, column_type: ColumnType) -> None:
+        RecordError.__init__(self, key, value, reason)
+        self.args = (key, value, reason, column, column_type)
+        self.column = column
+        self.column_type = column_type
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} (column {self.column}, type {self.column_type})"
+
+
+class MalformedRecordError(RecordError):
+    """The record itself is unusable: not an object, or a bad ``uuid``/``event_time``/
+    ``amplitude_id``/``user_properties`` field."""
+
+    container = "record"
+
+
+@dataclass(frozen=True, slots=True)
+class TransformedRecord:
+    """A record's column values; ``permanent``/``changeable`` align with the mapping's columns."""
+
+    uuid: str
+    event_time: datetime
+    amplitude_id: int | None
+    ehr_id: str | None
+    permanent: tuple[Any, ...]
+    changeable: tuple[Any, ...]
+
+
+def convert_identity(value: Any) -> str | None:
+    """The EHR id as text: strings stripped (blank → ``None``), integers as digits."""
+    kind = type(value)
+    if kind is str:
+        if "\x00" in value:
+            raise ConversionFailure("contains a NUL character, which PostgreSQL text cannot store")
+        return value.strip() or None
+    if kind is int:
+        return str(value)
+    if value is None:
+        return None
+    raise ConversionFailure(f"an EHR id must be a string or an integer, got {describe_json_kind(value)}")
+
+
+_ErrorSink = Callable[[RecordError], None]
+
+
+def _raise(error: RecordError) -> None:
+    raise error
+
+
+def _route_user_properties(
+    user_properties: Mapping[str, Any], mappings: FieldMappings, report: _ErrorSink
+) -> tuple[str | None, list[Any]]:
+    """Convert every key into its slot; hand each problem to ``report``, which may raise.
+
+    The single implementation behind both the fail-fast and the collect-everything
+    entry points.
+    """
+    routes = mappings.routes
+    identity_key = mappings.identity_key
+    values: list[Any] = [None] * len(routes)
+    ehr_id = None
+    for key, value in user_properties.items():
+        route = routes.get(key)
+        if route is not None:
+            slot, column, convert = route
+            try:
+                values[slot] = convert(value)
+            except ConversionFailure as failure:
+                section = "permanent" if slot < len(mappings.permanent) else "changeable"
+                report(
+                    ValueConversionError(key, value, failure.reason, f"{section}.{column.name}", column.type)
+                )
+        elif key == identity_key:
+            try:
+                ehr_id = convert_identity(value)
+            except ConversionFailure as failure:
+                report(ValueConversionError(key, value, failure.reason, "identity", "str"))
+        elif key not in mappings.ignore:
+            report(UnknownKeyError(key, value))
+    return ehr_id, values
+
+
+def transform_user_properties(
+    user_properties: Mapping[str, Any], mappings: FieldMappings
+) -> tuple[str | None, tuple[Any, ...], tuple[Any, ...]]:
+    """Return ``(ehr_id, permanent values, changeable values)``; keys that are absent give ``None``.
+
+    Raises :class:`UnknownKeyError` or :class:`ValueConversionError` for the first bad key.
+    """
+    ehr_id, values = _route_user_properties(user_properties, mappings, _raise)
+    split = len(mappings.permanent)
+    return ehr_id, tuple(values[:split]), tuple(values[split:])
+
+
+def collect_record_errors(user_properties: Any, mappings: FieldMappings) -> list[RecordError]:
+    """Every problem of one ``user_properties`` object, in key order (empty when it loads)."""
+    if not isinstance(user_properties, Mapping):
+        return [_user_properties_error(user_properties)]
+    errors: list[RecordError] = []
+    _route_user_properties(user_properties, mappings, errors.append)
+    return errors
+
+
+def _user_properties_error(value: Any) -> MalformedRecordError:
+    if value is MISSING:
+        return MalformedRecordError("user_properties", value, "missing")
+    return MalformedRecordError(
+        "user_properties", value, f"expected a JSON object, got {describe_json_kind(value)}"
+    )
+
+
+def _record_uuid(record: Mapping[str, Any]) -> str:
+    value = record.get("uuid", MISSING)
+    if type(value) is str:
+        if _CANONICAL_UUID.fullmatch(value) is not None:
+            return value
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise MalformedRecordError("uuid", value, "not a UUID") from None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if value is MISSING:
+        raise MalformedRecordError("uuid", value, "missing")
+    raise MalformedRecordError("uuid", value, f"expected a UUID string, got {describe_json_kind(value)}")
+
+
+def _record_event_time(record: Mapping[str, Any]) -> datetime:
+    value = record.get("event_time", MISSING)
+    if type(value) is str:
+        try:
+            return parse_datetime_utc(value)
+        except ConversionFailure as failure:
+            raise MalformedRecordError("event_time", value, failure.reason) from None
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if value is MISSING:
+        raise MalformedRecordError("event_time", value, "missing")
+    raise MalformedRecordError(
+        "event_time", value, f"expected a 'YYYY-MM-DD HH:MM:SS' string, got {describe_json_kind(value)}"
+    )
+
+
+def _record_amplitude_id(record: Mapping[str, Any]) -> int | None:
+    value = record.get("amplitude_id")
+    if value is None or type(value) is int:
+        return value
+    raise MalformedRecordError("amplitude_id", value, f"expected an integer, got {describe_json_kind(value)}")
+
+
+def _record_user_properties(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    value = record.get("user_properties", MISSING)
+    if isinstance(value, Mapping):
+        return value
+    raise _user_properties_error(value)
+
+
+def _require_mapping(record: Any) -> Mapping[str, Any]:
+    if isinstance(record, Mapping):
+        return record
+    raise MalformedRecordError(None, record, f"expected a JSON object, got {describe_json_kind(record)}")
+
+
+_ENVELOPE_FIELDS: Final = (_record_uuid, _record_event_time, _record_amplitude_id, _record_user_properties)
+
+
+def collect_envelope_errors(record: Any) -> list[MalformedRecordError]:
+    """Every problem of a record outside ``user_properties``'s content (empty when there is none)."""
+    try:
+        fields = _require_mapping(record)
+    except MalformedRecordError as error:
+        return [error]
+    errors = []
+    for read_field in _ENVELOPE_FIELDS:
+        try:
+            read_field(fields)
+        except MalformedRecordError as error:
+            errors.append(error)
+    return errors
+
+
+def transform_single_record(record: Mapping[str, Any], mappings: FieldMappings) -> TransformedRecord:
+    """Convert an Amplitude event or a ``tmp_user_properties`` row.
+
+    Reads ``uuid`` (a string or ``uuid.UUID``), ``event_time`` (Amplitude's UTC text,
+    or a datetime; naive means UTC), ``amplitude_id`` (integer or null/absent) and
+    ``user_properties``; other fields are ignored. Raises a :class:`RecordError`
+    subclass for the first problem found.
+    """
+    fields = _require_mapping(record)
+    record_uuid = _record_uuid(fields)
+    event_time = _record_event_time(fields)
+    amplitude_id = _record_amplitude_id(fields)
+    ehr_id, values = _route_user_properties(_record_user_properties(fields), mappings, _raise)
+    split = len(mappings.permanent)
+    return TransformedRecord(
+        uuid=record_uuid,
+        event_time=event_time,
+        amplitude_id=amplitude_id,
+        ehr_id=ehr_id,
+        permanent=tuple(values[:split]),
+        changeable=tuple(values[split:]),
+    )
+
+
+def compare_changeable(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """True when two changeable versions differ in any mapped column.
+
+    Values are compared with ``==``, so ``1`` and ``1.0`` are equal while ``None`` and
+    any value differ. Only the changeable column values are passed, so ``uuid`` and
+    ``event_time`` never take part.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"changeable versions of different lengths: {len(a)} and {len(b)}")
+    return tuple(a) != tuple(b)

@@ -1,0 +1,247 @@
+"""The S3 event-file loader against real SeaweedFS and PostgreSQL (CONTRACT §6, §7)."""
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from amplitude_pipeline.load.event_files import EventFileLoadError, load_event_file
+from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
+from amplitude_pipeline_tests.load.events import event, upload_events
+
+pytestmark = pytest.mark.integration
+
+
+def rows(dwh: DWHRepository, table_name: str) -> list[dict[str, Any]]:
+    table = getattr(dwh.tables, table_name)
+    columns = [column for column in table.columns if column.name != "loaded_at"]
+    with dwh.engine.connect() as conn:
+        result = conn.execute(select(*columns))
+        found = [dict(row._mapping) for row in result]
+    return sorted(found, key=lambda row: (str(row.get("ehr_id")), str(row.get("amplitude_id"))))
+
+
+def only_row(dwh: DWHRepository, table_name: str) -> dict[str, Any]:
+    found = rows(dwh, table_name)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def load(dwh: DWHRepository, store: RawEventStore, events: list[dict[str, Any]], **kwargs: Any) -> Any:
+    key = upload_events(store, "file.jsonl.gz", events)
+    return load_event_file(dwh, store, key, **kwargs)
+
+
+class TestChangeableFreshness:
+    def test_an_older_event_after_a_newer_one_does_not_overwrite(self, dwh, raw_event_store):
+        newer = event("2024-01-08 12:00:00.000000", ehr_id="E1", city="Казань")
+        older = event("2024-01-08 10:00:00.000000", ehr_id="E1", city="Тула")
+        load(dwh, raw_event_store, [newer, older])
+        row = only_row(dwh, "changeable")
+        assert (row["city"], row["uuid"]) == ("Казань", newer["uuid"])
+
+    def test_an_older_event_in_a_later_batch_does_not_overwrite(self, dwh, raw_event_store):
+        newer = event("2024-01-08 12:00:00", ehr_id="E1", city="Казань")
+        older = event("2024-01-08 10:00:00", ehr_id="E1", city="Тула")
+        load(dwh, raw_event_store, [newer, older], batch_size=1)
+        assert only_row(dwh, "changeable")["city"] == "Казань"
+
+    def test_same_values_at_a_newer_time_keep_the_row(self, dwh, raw_event_store):
+        first = event("2024-01-08 10:00:00", ehr_id="E1")
+        same_later = event("2024-01-08 12:00:00", ehr_id="E1")
+        result = load(dwh, raw_event_store, [first, same_later], batch_size=1)
+        row = only_row(dwh, "changeable")
+        assert row["uuid"] == first["uuid"]
+        assert (result.changeable.inserted, result.changeable.updated, result.changeable.unchanged) == (
+            1,
+            0,
+            1,
+        )
+
+    def test_different_values_at_a_newer_time_replace_the_row(self, dwh, raw_event_store):
+        first = event("2024-01-08 10:00:00", ehr_id="E1", premium=False)
+        later = event("2024-01-08 12:00:00", ehr_id="E1", premium="yes")
+        result = load(dwh, raw_event_store, [first, later], batch_size=1)
+        row = only_row(dwh, "changeable")
+        assert (row["is_premium"], row["uuid"]) == (True, later["uuid"])
+        assert result.changeable.updated == 1
+
+    def test_equal_times_the_later_line_wins(self, dwh, raw_event_store):
+        one = event("2024-01-08 10:00:00", ehr_id="E1", city="Казань")
+        two = event("2024-01-08 10:00:00", ehr_id="E1", city="Тула")
+        load(dwh, raw_event_store, [one, two])
+        assert only_row(dwh, "changeable")["uuid"] == two["uuid"]
+
+    def test_a_flip_and_back_within_a_batch_replaces_the_stored_row(self, dwh, raw_event_store):
+        load(dwh, raw_event_store, [event("2024-01-08 09:00:00", ehr_id="E1", city="A")])
+        back = event("2024-01-08 11:00:00", ehr_id="E1", city="A")
+        load(dwh, raw_event_store, [event("2024-01-08 10:00:00", ehr_id="E1", city="B"), back])
+        assert only_row(dwh, "changeable")["uuid"] == back["uuid"]
+
+
+class TestPermanent:
+    def test_the_earliest_record_sets_the_row_and_later_ones_fill_nulls(self, dwh, raw_event_store):
+        earliest = event("2024-01-08 09:00:00", ehr_id="E1", gender="м", birth_date=None)
+        later = event("2024-01-08 11:00:00", ehr_id="E1", gender="ж", birth_date="17.05.1990")
+        load(dwh, raw_event_store, [later, earliest])
+        row = only_row(dwh, "permanent")
+        assert (row["gender"], str(row["birth_date"]), row["uuid"]) == (
+            "male",
+            "1990-05-17",
+            earliest["uuid"],
+        )
+
+    def test_a_later_batch_fills_only_nulls(self, dwh, raw_event_store):
+        first = event("2024-01-08 09:00:00", ehr_id="E1", gender="м", initial_utm_source=None)
+        second = event("2024-01-08 11:00:00", ehr_id="E1", gender="ж", initial_utm_source="google")
+        result = load(dwh, raw_event_store, [first, second], batch_size=1)
+        row = only_row(dwh, "permanent")
+        assert (row["gender"], row["initial_utm_source"], row["uuid"]) == ("male", "google", first["uuid"])
+        assert (result.permanent.inserted, result.permanent.updated) == (1, 1)
+
+
+class TestIdentity:
+    def test_anonymous_users_are_kept_per_amplitude_id(self, dwh, raw_event_store):
+        load(
+            dwh,
+            raw_event_store,
+            [
+                event("2024-01-08 09:00:00", amplitude_id=11, city="A"),
+                event("2024-01-08 10:00:00", amplitude_id=11, city="B"),
+                event("2024-01-08 09:00:00", amplitude_id=12, city="C"),
+            ],
+        )
+        found = rows(dwh, "changeable")
+        assert [(row["ehr_id"], row["amplitude_id"], row["city"]) for row in found] == [
+            (None, 11, "B"),
+            (None, 12, "C"),
+        ]
+        assert rows(dwh, "permanent") == []
+
+    def test_records_without_any_identity_are_counted_not_loaded(self, dwh, raw_event_store):
+        result = load(dwh, raw_event_store, [event("2024-01-08 09:00:00", amplitude_id=None)])
+        assert result.skipped_without_identity == 1
+        assert rows(dwh, "changeable") == []
+
+
+def write_mappings(path: Path, extra_ignore: list[str]) -> Path:
+    text = DEFAULT_MAPPINGS.read_text(encoding="utf-8")
+    lines = "".join(f"  - {key}\n" for key in extra_ignore)
+    path.write_text(text.replace("ignore:\n", f"ignore:\n{lines}", 1), encoding="utf-8")
+    return path
+
+
+def thousand_events_with_unknown_key_at_500() -> list[dict[str, Any]]:
+    events = []
+    for index in range(1000):
+        user = index % 37
+        events.append(
+            event(
+                f"2024-01-08 {index // 60 % 24:02d}:{index % 60:02d}:00",
+                ehr_id=f"E{user}" if user % 5 else None,
+                amplitude_id=1000 + user,
+                city=f"city-{index // 100}",
+                premium=index % 300 > 150,
+            )
+        )
+    events[500]["user_properties"]["favourite_colour"] = "green"
+    return events
+
+
+class TestInterruption:
+    def test_a_fatal_line_keeps_exactly_the_lines_before_it_and_a_rerun_finishes(
+        self, tmp_path, raw_event_store, dwh_schema, new_dwh_schema
+    ):
+        mappings_path = str(shutil.copy(DEFAULT_MAPPINGS, tmp_path / "field_mappings.yaml"))
+        strict = DWHRepository(
+            url=os.environ["DWH_URL"], db_schema=dwh_schema, field_mappings_path=mappings_path
+        )
+        strict.ensure_schema()
+        events = thousand_events_with_unknown_key_at_500()
+        key = upload_events(raw_event_store, "week.jsonl.gz", events)
+
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(strict, raw_event_store, key, batch_size=128)
+        assert failure.value.metadata == {
+            "file_key": key,
+            "failed_line": 500,
+            "last_successful_line": 499,
+            "error_message": failure.value.error_message,
+        }
+        assert "favourite_colour" in failure.value.error_message
+
+        reference_first_half = _clean_load(raw_event_store, tmp_path, events[:500], new_dwh_schema())
+        assert rows(strict, "permanent") == rows(reference_first_half, "permanent")
+        assert rows(strict, "changeable") == rows(reference_first_half, "changeable")
+
+        write_mappings(Path(mappings_path), ["favourite_colour"])
+        fixed = DWHRepository(
+            url=os.environ["DWH_URL"], db_schema=dwh_schema, field_mappings_path=mappings_path
+        )
+        resumed = load_event_file(fixed, raw_event_store, key, batch_size=128)
+        assert (resumed.started_after, resumed.records) == (499, 500)
+
+        reference_whole = _clean_load(raw_event_store, tmp_path, events, new_dwh_schema())
+        assert rows(fixed, "permanent") == rows(reference_whole, "permanent")
+        assert rows(fixed, "changeable") == rows(reference_whole, "changeable")
+
+    def test_start_after_overrides_the_checkpoint(self, dwh, raw_event_store):
+        events = [event(f"2024-01-08 10:00:0{i}", ehr_id=f"E{i}") for i in range(5)]
+        key = upload_events(raw_event_store, "file.jsonl.gz", events)
+        load_event_file(dwh, raw_event_store, key)
+        again = load_event_file(dwh, raw_event_store, key, start_after=2)
+        assert (again.started_after, again.records, again.changeable.unchanged) == (2, 2, 2)
+        whole = load_event_file(dwh, raw_event_store, key, start_after=-1)
+        assert (whole.records, whole.changeable.inserted, whole.changeable.updated) == (5, 0, 0)
+
+    def test_a_finished_file_is_not_read_again(self, dwh, raw_event_store):
+        events = [event("2024-01-08 10:00:00", ehr_id="E1")]
+        key = upload_events(raw_event_store, "file.jsonl.gz", events)
+        load_event_file(dwh, raw_event_store, key)
+        before = rows(dwh, "changeable"), rows(dwh, "permanent")
+        rerun = load_event_file(dwh, raw_event_store, key)
+        assert (rerun.already_loaded, rerun.records) == (True, 0)
+        assert (rows(dwh, "changeable"), rows(dwh, "permanent")) == before
+
+    def test_a_changed_etag_restarts_the_file(self, dwh, raw_event_store):
+        key = upload_events(raw_event_store, "file.jsonl.gz", [event("2024-01-08 10:00:00", ehr_id="E1")])
+        load_event_file(dwh, raw_event_store, key)
+        replacement = [event("2024-01-08 11:00:00", ehr_id="E2"), event("2024-01-08 12:00:00", ehr_id="E3")]
+        upload_events(raw_event_store, "file.jsonl.gz", replacement)
+        rerun = load_event_file(dwh, raw_event_store, key)
+        assert (rerun.started_after, rerun.records, rerun.changeable.inserted) == (-1, 2, 2)
+
+
+def test_a_column_added_to_the_mapping_appears_on_the_next_run(tmp_path, raw_event_store, dwh_schema):
+    path = tmp_path / "field_mappings.yaml"
+    path.write_text(
+        DEFAULT_MAPPINGS.read_text(encoding="utf-8").replace(
+            "changeable:\n", "changeable:\n  favourite_colour: {type: str}\n", 1
+        ),
+        encoding="utf-8",
+    )
+    plain = DWHRepository(
+        url=os.environ["DWH_URL"], db_schema=dwh_schema, field_mappings_path=str(DEFAULT_MAPPINGS)
+    )
+    plain.ensure_schema()
+    extended = DWHRepository(url=os.environ["DWH_URL"], db_schema=dwh_schema, field_mappings_path=str(path))
+    assert extended.ensure_schema() == ["changeble_user_properties.favourite_colour"]
+    load(extended, raw_event_store, [event("2024-01-08 10:00:00", ehr_id="E1", favourite_colour="green")])
+    assert only_row(extended, "changeable")["favourite_colour"] == "green"
+
+
+def _clean_load(
+    store: RawEventStore, tmp_path: Path, events: list[dict[str, Any]], schema: str
+) -> DWHRepository:
+    """The same events loaded in one uninterrupted run into a schema of their own."""
+    mappings = write_mappings(tmp_path / f"{schema}.yaml", ["favourite_colour"])
+    reference = DWHRepository(url=os.environ["DWH_URL"], db_schema=schema, field_mappings_path=str(mappings))
+    reference.ensure_schema()
+    key = upload_events(store, f"{schema}.jsonl.gz", events)
+    load_event_file(reference, store, key, batch_size=100_000)
+    return reference

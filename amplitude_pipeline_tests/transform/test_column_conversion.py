@@ -1,0 +1,201 @@
+"""Per-value conversion rules of a column (CONTRACT §5), tested through ColumnMapping.convert."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from amplitude_pipeline.transform.mapping import ColumnMapping, ConversionFailure
+
+
+def column(column_type: str = "str", **options: Any) -> ColumnMapping:
+    return ColumnMapping(name="col", type=column_type, **options)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("Москва", "Москва"), (42, "42"), (1.5, "1.5"), (True, "true"), (False, "false"), ("", "")],
+)
+def test_str_accepts_scalars_as_their_json_text(value: Any, expected: str) -> None:
+    assert column("str").convert(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(7, 7), (3.0, 3), ("42", 42), (" -5 ", -5), ("+8", 8)],
+)
+def test_int_accepts_integers_integral_floats_and_digit_strings(value: Any, expected: int) -> None:
+    assert column("int").convert(value) == expected
+
+
+@pytest.mark.parametrize("value", [True, 2.5, "4.0", "12abc", "1_000", "٣", 2**63, float("nan")])
+def test_int_rejects_booleans_fractions_and_non_digit_text(value: Any) -> None:
+    with pytest.raises(ConversionFailure):
+        column("int").convert(value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(1, 1.0), (72.5, 72.5), ("72.5", 72.5), (" -1e3 ", -1000.0)])
+def test_float_accepts_numbers_and_numeric_strings(value: Any, expected: float) -> None:
+    converted = column("float").convert(value)
+    assert converted == expected
+    assert type(converted) is float
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "Infinity", float("inf"), "1e999", "72,5", False])
+def test_float_rejects_non_finite_and_non_numeric_values(value: Any) -> None:
+    with pytest.raises(ConversionFailure):
+        column("float").convert(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (1, True),
+        (0, False),
+        ("TRUE", True),
+        (" no ", False),
+        ("Yes", True),
+        ("0", False),
+    ],
+)
+def test_bool_accepts_booleans_zero_one_and_words(value: Any, expected: bool) -> None:
+    assert column("bool").convert(value) is expected
+
+
+@pytest.mark.parametrize("value", [2, 1.0, "y", "on", "да"])
+def test_bool_rejects_other_numbers_and_words(value: Any) -> None:
+    with pytest.raises(ConversionFailure):
+        column("bool").convert(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1985-03-12", date(1985, 3, 12)),
+        ("12.03.1985", date(1985, 3, 12)),
+        (" 2024-02-29 ", date(2024, 2, 29)),
+    ],
+)
+def test_date_accepts_iso_and_dotted_day_first(value: str, expected: date) -> None:
+    assert column("date").convert(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["2023-02-29", "03/12/1985", "1985-3-12", "2024-W01-1", "2024-01-08 10:00:00", 20240108]
+)
+def test_date_rejects_other_formats_and_impossible_dates(value: Any) -> None:
+    with pytest.raises(ConversionFailure):
+        column("date").convert(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-01-08 12:34:56", datetime(2024, 1, 8, 12, 34, 56, tzinfo=UTC)),
+        ("2024-01-08 12:34:56.123456", datetime(2024, 1, 8, 12, 34, 56, 123456, tzinfo=UTC)),
+        ("2024-01-08T12:34:56Z", datetime(2024, 1, 8, 12, 34, 56, tzinfo=UTC)),
+        ("2024-01-08T15:34:56+03:00", datetime(2024, 1, 8, 12, 34, 56, tzinfo=UTC)),
+    ],
+)
+def test_datetime_accepts_iso_and_amplitude_format_as_utc(value: str, expected: datetime) -> None:
+    converted = column("datetime").convert(value)
+    assert converted == expected
+    assert converted.utcoffset() == timedelta(0)
+
+
+def test_datetime_keeps_the_instant_of_an_offset_value() -> None:
+    converted = column("datetime").convert("2024-01-08T00:30:00-05:00")
+    assert converted == datetime(2024, 1, 8, 0, 30, tzinfo=timezone(timedelta(hours=-5)))
+    assert converted.tzinfo is UTC
+
+
+@pytest.mark.parametrize("value", ["08.01.2024 12:00", "yesterday", 1704700000])
+def test_datetime_rejects_non_iso_text_and_numbers(value: Any) -> None:
+    with pytest.raises(ConversionFailure):
+        column("datetime").convert(value)
+
+
+@pytest.mark.parametrize("column_type", ["str", "int", "float", "bool", "date", "datetime"])
+def test_json_null_is_null_for_every_type(column_type: str) -> None:
+    assert column(column_type).convert(None) is None
+
+
+@pytest.mark.parametrize("column_type", ["int", "float", "bool", "date", "datetime"])
+def test_empty_string_is_null_for_every_type_but_str(column_type: str) -> None:
+    assert column(column_type).convert("") is None
+
+
+def test_empty_string_stays_empty_for_str() -> None:
+    assert column("str").convert("") == ""
+
+
+@pytest.mark.parametrize("column_type", ["str", "int", "float", "bool", "date", "datetime"])
+@pytest.mark.parametrize("value", [["a"], {"a": 1}])
+def test_lists_and_objects_are_an_error_for_every_type(column_type: str, value: Any) -> None:
+    with pytest.raises(ConversionFailure, match=r"JSON (array|object)"):
+        column(column_type).convert(value)
+
+
+def test_lists_are_an_error_even_with_regex_and_value_map() -> None:
+    with pytest.raises(ConversionFailure, match="JSON array"):
+        column("str", regex=".*", value_map={"a": "b"}).convert(["a"])
+
+
+def test_str_rejects_nul_characters_postgres_cannot_store() -> None:
+    with pytest.raises(ConversionFailure, match="NUL"):
+        column("str").convert("a\x00b")
+
+
+def test_regex_with_a_group_keeps_the_first_group() -> None:
+    assert column("int", regex=r"^\s*(\d+)").convert("38 лет") == 38
+
+
+def test_regex_without_a_group_keeps_the_whole_match() -> None:
+    assert column("str", regex=r"\d+\.\d+").convert("v5.2-beta") == "5.2"
+
+
+def test_regex_searches_the_json_text_of_numbers_and_booleans() -> None:
+    assert column("str", regex=r"^(\d+)\.").convert(72.5) == "72"
+    assert column("str", regex=r"^t").convert(True) == "t"
+
+
+def test_regex_without_a_match_is_an_error() -> None:
+    with pytest.raises(ConversionFailure, match="does not match regex"):
+        column("int", regex=r"^\s*(\d+)").convert("unknown")
+
+
+def test_regex_optional_group_that_did_not_take_part_gives_null() -> None:
+    assert column("int", regex=r"^(\d+)?").convert("abc") is None
+
+
+def test_value_map_hit_replaces_the_value() -> None:
+    gender = column("str", value_map={"м": "male", "ж": "female"})
+    assert gender.convert("ж") == "female"
+    assert gender.convert("м") == "male"
+
+
+def test_value_map_miss_passes_the_value_through() -> None:
+    assert column("str", value_map={"м": "male"}).convert("other") == "other"
+
+
+def test_value_map_is_an_exact_match() -> None:
+    assert column("str", value_map={"м": "male"}).convert("М") == "М"
+
+
+def test_value_map_matches_the_json_text_of_booleans() -> None:
+    assert column("str", value_map={"true": "premium"}).convert(True) == "premium"
+
+
+def test_value_map_target_goes_through_the_cast() -> None:
+    assert column("bool", value_map={"premium": "yes", "free": 0}).convert("premium") is True
+    assert column("bool", value_map={"premium": "yes", "free": 0}).convert("free") is False
+
+
+def test_value_map_applies_to_the_regex_output() -> None:
+    level = column("int", regex=r"level-(\w+)", value_map={"max": 99})
+    assert level.convert("level-max") == 99
+    assert level.convert("level-7") == 7

@@ -1,0 +1,253 @@
+"""Record transformation: key rules, identity rule, record fields, errors and comparison."""
+
+from __future__ import annotations
+
+import pickle
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from amplitude_pipeline.transform.mapping import FieldMappings, load_field_mappings
+from amplitude_pipeline.transform.records import (
+    MISSING,
+    MalformedRecordError,
+    TransformedRecord,
+    UnknownKeyError,
+    ValueConversionError,
+    collect_envelope_errors,
+    collect_record_errors,
+    compare_changeable,
+    transform_single_record,
+    transform_user_properties,
+)
+
+from .conftest import make_event
+from .test_mapping_file import DEFAULT_MAPPING_FILE
+
+
+def test_all_keys_are_routed_to_their_columns(mappings: FieldMappings) -> None:
+    result = transform_user_properties(
+        {"ehr_id": "E1", "gender": "м", "birth_date": "1985-03-12", "age": "38", "city": "Kazan",
+         "premium": "yes", "weight": "72.5"},
+        mappings,
+    )  # fmt: skip
+    assert result == ("E1", ("male", date(1985, 3, 12)), (38, "Kazan", True, 72.5))
+
+
+def test_missing_keys_are_null(mappings: FieldMappings) -> None:
+    assert transform_user_properties({"city": "Kazan"}, mappings) == (
+        None,
+        (None, None),
+        (None, "Kazan", None, None),
+    )
+
+
+def test_unknown_key_is_an_error_naming_the_key(mappings: FieldMappings) -> None:
+    with pytest.raises(UnknownKeyError) as raised:
+        transform_user_properties({"city": "Kazan", "favourite_colour": "teal"}, mappings)
+    assert raised.value.key == "favourite_colour"
+    assert raised.value.value == "teal"
+    assert str(raised.value).startswith("user_properties['favourite_colour'] = 'teal': unknown key")
+
+
+def test_ignored_key_is_dropped(mappings: FieldMappings) -> None:
+    result = transform_user_properties({"initial_gclid": ["not", "even", "scalar"], "city": "Ufa"}, mappings)
+    assert result == (None, (None, None), (None, "Ufa", None, None))
+
+
+def test_conversion_error_names_key_column_type_and_reason(mappings: FieldMappings) -> None:
+    with pytest.raises(ValueConversionError) as raised:
+        transform_user_properties({"weight": "heavy"}, mappings)
+    error = raised.value
+    assert (error.key, error.value, error.column, error.column_type) == (
+        "weight",
+        "heavy",
+        "changeable.weight_kg",
+        "float",
+    )
+    assert (
+        str(error)
+        == "user_properties['weight'] = 'heavy': not a number (column changeable.weight_kg, type float)"
+    )
+
+
+def test_error_message_truncates_long_values(mappings: FieldMappings) -> None:
+    with pytest.raises(ValueConversionError) as raised:
+        transform_user_properties({"city": {"name": "x" * 500}}, mappings)
+    message = str(raised.value)
+    assert "..." in message
+    assert len(message) < 200
+    assert "\n" not in message
+
+
+def test_record_errors_survive_pickling(mappings: FieldMappings) -> None:
+    with pytest.raises(ValueConversionError) as raised:
+        transform_user_properties({"age": "n/a"}, mappings)
+    restored = pickle.loads(pickle.dumps(raised.value))
+    assert str(restored) == str(raised.value)
+
+
+def test_cyrillic_values_map_and_pass_through_default_mapping() -> None:
+    default = load_field_mappings(DEFAULT_MAPPING_FILE)
+    _, permanent, changeable = transform_user_properties(
+        {"gender": "ж", "city": "Санкт-Петербург", "age": "38 лет"}, default
+    )
+    assert permanent[0] == "female"
+    assert "Санкт-Петербург" in changeable
+    assert changeable[0] == 38
+
+
+@pytest.mark.parametrize(
+    ("user_properties", "expected"),
+    [
+        ({}, None),
+        ({"ehr_id": None}, None),
+        ({"ehr_id": "  EHR-7 "}, "EHR-7"),
+        ({"ehr_id": "   "}, None),
+        ({"ehr_id": 1234567}, "1234567"),
+    ],
+    ids=["missing", "null", "stripped", "blank", "numeric"],
+)
+def test_identity_rule(
+    mappings: FieldMappings, user_properties: dict[str, Any], expected: str | None
+) -> None:
+    assert transform_user_properties(user_properties, mappings)[0] == expected
+
+
+@pytest.mark.parametrize("value", [True, 12.5, ["E1"], {"id": "E1"}], ids=["bool", "float", "list", "object"])
+def test_identity_of_other_types_is_a_conversion_error(mappings: FieldMappings, value: Any) -> None:
+    with pytest.raises(ValueConversionError) as raised:
+        transform_user_properties({"ehr_id": value}, mappings)
+    assert (raised.value.key, raised.value.column) == ("ehr_id", "identity")
+
+
+def test_amplitude_event_is_transformed(mappings: FieldMappings) -> None:
+    record = transform_single_record(make_event(ehr_id="E1", city="Kazan"), mappings)
+    assert record == TransformedRecord(
+        uuid="0b8f5f0e-9d1c-4c55-9a1e-3f1f2b6a7c01",
+        event_time=datetime(2024, 1, 8, 12, 34, 56, 789012, tzinfo=UTC),
+        amplitude_id=987654321,
+        ehr_id="E1",
+        permanent=(None, None),
+        changeable=(None, "Kazan", None, None),
+    )
+
+
+def test_tmp_row_with_uuid_object_and_aware_datetime_is_transformed(mappings: FieldMappings) -> None:
+    row = {
+        "uuid": uuid.UUID("6f1c2a7e-0d4b-4f6e-8a51-2c9e3b7d5a10"),
+        "amplitude_id": None,
+        "user_properties": {"ehr_id": "E2", "premium": False},
+        "event_time": datetime(2024, 1, 8, 15, 0, tzinfo=timezone(timedelta(hours=3))),
+        "migrated": False,
+    }
+    record = transform_single_record(row, mappings)
+    assert record.uuid == "6f1c2a7e-0d4b-4f6e-8a51-2c9e3b7d5a10"
+    assert record.event_time == datetime(2024, 1, 8, 12, 0, tzinfo=UTC)
+    assert record.event_time.tzinfo is UTC
+    assert (record.amplitude_id, record.ehr_id, record.changeable[2]) == (None, "E2", False)
+
+
+def test_tmp_row_naive_datetime_is_taken_as_utc(mappings: FieldMappings) -> None:
+    row = {"uuid": uuid.uuid4(), "event_time": datetime(2024, 1, 8, 9, 30), "user_properties": {}}
+    assert transform_single_record(row, mappings).event_time == datetime(2024, 1, 8, 9, 30, tzinfo=UTC)
+
+
+def test_non_canonical_uuid_text_is_normalised(mappings: FieldMappings) -> None:
+    event = make_event() | {"uuid": "0B8F5F0E9D1C4C559A1E3F1F2B6A7C01"}
+    assert transform_single_record(event, mappings).uuid == "0b8f5f0e-9d1c-4c55-9a1e-3f1f2b6a7c01"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("uuid", MISSING, "missing"),
+        ("uuid", "not-a-uuid", "not a UUID"),
+        ("event_time", MISSING, "missing"),
+        ("event_time", "08/01/2024", "not a datetime"),
+        ("event_time", 1704700000, "expected a 'YYYY-MM-DD HH:MM:SS' string"),
+        ("amplitude_id", "987", "expected an integer"),
+        ("amplitude_id", True, "expected an integer"),
+        ("user_properties", MISSING, "missing"),
+        ("user_properties", None, "expected a JSON object, got null"),
+        ("user_properties", "{}", "expected a JSON object, got a string"),
+    ],
+)
+def test_malformed_record_fields_are_errors(
+    mappings: FieldMappings, field: str, value: Any, reason: str
+) -> None:
+    event = make_event(city="Kazan")
+    if value is MISSING:
+        del event[field]
+    else:
+        event[field] = value
+    with pytest.raises(MalformedRecordError) as raised:
+        transform_single_record(event, mappings)
+    assert raised.value.key == field
+    assert reason in str(raised.value)
+    assert str(raised.value).startswith(f"record['{field}']")
+
+
+def test_record_that_is_not_an_object_is_malformed(mappings: FieldMappings) -> None:
+    with pytest.raises(
+        MalformedRecordError, match=r"^record = \[1, 2\]: expected a JSON object, got a JSON array"
+    ):
+        transform_single_record([1, 2], mappings)  # type: ignore[arg-type]
+
+
+def test_missing_amplitude_id_is_null(mappings: FieldMappings) -> None:
+    event = make_event()
+    del event["amplitude_id"]
+    assert transform_single_record(event, mappings).amplitude_id is None
+
+
+def test_collect_record_errors_reports_every_problem_in_key_order(mappings: FieldMappings) -> None:
+    errors = collect_record_errors(
+        {"mood": "ok", "age": "old", "city": "Kazan", "ehr_id": 1.5, "device": "x"}, mappings
+    )
+    assert [(type(e).__name__, e.key) for e in errors] == [
+        ("UnknownKeyError", "mood"),
+        ("ValueConversionError", "age"),
+        ("ValueConversionError", "ehr_id"),
+        ("UnknownKeyError", "device"),
+    ]
+
+
+def test_collect_record_errors_is_empty_for_a_good_record(mappings: FieldMappings) -> None:
+    assert collect_record_errors({"ehr_id": "E1", "age": "38 лет"}, mappings) == []
+
+
+def test_collect_envelope_errors_lists_every_bad_field() -> None:
+    errors = collect_envelope_errors({"uuid": 5, "event_time": "soon", "user_properties": {}})
+    assert [e.key for e in errors] == ["uuid", "event_time"]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "differ"),
+    [
+        ((1, "Kazan"), (1, "Kazan"), False),
+        ((1, "Kazan"), (1, "Ufa"), True),
+        ((None, "Kazan"), (1, "Kazan"), True),
+        (("x", None), ("x", None), False),
+        ((72.0, True), (72, True), False),
+        ([38, "Kazan"], (38, "Kazan"), False),
+    ],
+    ids=["equal", "value-changed", "null-vs-value", "both-null", "int-vs-float", "list-vs-tuple"],
+)
+def test_compare_changeable(a: tuple[Any, ...], b: tuple[Any, ...], differ: bool) -> None:
+    assert compare_changeable(a, b) is differ
+
+
+def test_compare_changeable_ignores_uuid_and_event_time(mappings: FieldMappings) -> None:
+    first = transform_single_record(make_event(city="Kazan"), mappings)
+    later = transform_single_record(
+        make_event(city="Kazan") | {"uuid": str(uuid.uuid4()), "event_time": "2024-01-09 00:00:00"}, mappings
+    )
+    assert compare_changeable(first.changeable, later.changeable) is False
+
+
+def test_compare_changeable_rejects_versions_of_different_length() -> None:
+    with pytest.raises(ValueError, match="different lengths"):
+        compare_changeable((1, 2), (1,))
