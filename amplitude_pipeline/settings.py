@@ -45,7 +45,9 @@ class Settings:
             s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
             aws_region=os.environ.get("AWS_REGION") or None,
             dwh_schema=os.environ.get("DWH_SCHEMA") or "public",
-            field_mappings_path=Path(os.environ.get("FIELD_MAPPINGS_PATH") or REPO_ROOT / "field_mappings.yaml"),
+            field_mappings_path=Path(
+                os.environ.get("FIELD_MAPPINGS_PATH") or REPO_ROOT / "field_mappings.yaml"
+            ),
         )
 
 

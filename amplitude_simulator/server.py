@@ -428,8 +428,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == EXPORT_PATH or any(path == url.path for _, path in control):
             self._send(_text(405, f"Method {method} not allowed"))
         else:
-            self._send(_text(404, "Not found"))
+            # Recorded before answering, so a client that got the answer also sees the record.
             self.simulator._record(RequestRecord(method, url.path, None, None, 404))
+            self._send(_text(404, "Not found"))
 
     # --- export
 

@@ -1,6 +1,7 @@
 """``permanent_user_properties`` and ``changeble_user_properties`` from a week's events."""
 
 from collections.abc import Iterator
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -95,7 +96,7 @@ def user_properties_tables(
 
 
 def table_materializations(dwh: DWHRepository, result: FileLoadResult) -> Iterator[MaterializeResult]:
-    shared = {
+    shared: dict[str, Any] = {
         "file_key": result.file_key,
         "records_read": MetadataValue.int(result.records),
         "skipped_without_identity": MetadataValue.int(result.skipped_without_identity),

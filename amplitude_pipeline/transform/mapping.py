@@ -71,7 +71,7 @@ def build_converter(
     def convert(value: Any) -> Any:
         if value is None or (empty_is_null and value == ""):
             return None
-        text = json_text(value)
+        text = value if type(value) is str else json_text(value)
         if pattern is not None:
             match = pattern.search(text)
             if match is None:

@@ -129,7 +129,7 @@ def test_events_look_like_export_api_events() -> None:
     assert len({event["uuid"] for event in events}) == len(events)
     event_types = {event["event_type"] for event in events}
     assert {"app_open", "screen_view", "appointment_booked", "lab_result_viewed"} <= event_types
-    assert any("Москва" == event["user_properties"].get("city") for event in events)
+    assert any(event["user_properties"].get("city") == "Москва" for event in events)
 
 
 def test_about_85_percent_of_users_have_an_ehr_id_and_the_rest_are_anonymous() -> None:
@@ -139,7 +139,7 @@ def test_about_85_percent_of_users_have_an_ehr_id_and_the_rest_are_anonymous() -
     assert all(re.fullmatch(r"EHR-\d{6}", user.ehr_id or "") for user in identified)
     assert len({user.ehr_id for user in identified}) == len(identified)
     assert len({user.amplitude_id for user in users}) == len(users)
-    anonymous_modes = Counter()
+    anonymous_modes: Counter[str] = Counter()
     for user in users:
         properties = user.versions[0].user_properties
         if user.ehr_id is None:

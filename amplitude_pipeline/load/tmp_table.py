@@ -1,0 +1,139 @@
+"""Migrating ``tmp_user_properties`` into the two tables (CONTRACT §6, §7).
+
+Unmigrated rows are taken a page at a time, oldest ``event_time`` first, with
+``FOR UPDATE SKIP LOCKED`` so that concurrent migrations never take the same rows. A page's
+table writes and its ``migrated = true`` commit in one transaction, through the same reducer
+and writer as the S3 loader. A row that cannot be transformed stops the migration: the rows
+before it in its page are committed, it and the rest of the page stay unmigrated.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.exc import DBAPIError
+
+from amplitude_pipeline.amplitude.client import Log
+from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository, TableWriteCounts
+from amplitude_pipeline.transform.batch import ReducedBatch
+from amplitude_pipeline.transform.records import RecordError, transform_single_record
+
+DEFAULT_PAGE_SIZE = 5000
+
+
+@dataclass
+class MigrationResult:
+    pages: int = 0
+    rows_migrated: int = 0
+    skipped_without_identity: int = 0
+    permanent: TableWriteCounts = field(default_factory=TableWriteCounts)
+    changeable: TableWriteCounts = field(default_factory=TableWriteCounts)
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def duration_seconds(self) -> float:
+        return round(time.monotonic() - self.started_at, 3)
+
+
+@dataclass(frozen=True)
+class BacklogState:
+    unmigrated_rows: int
+    oldest_unmigrated_event_time: datetime | None
+
+
+class TmpRowMigrationError(Exception):
+    def __init__(self, result: MigrationResult, row_uuid: str | None, error_message: str) -> None:
+        where = f"row {row_uuid}" if row_uuid else "a page"
+        super().__init__(
+            f"tmp_user_properties {where}: {error_message} ({result.rows_migrated} rows migrated before it; "
+            "fix the row or the mapping and run again)"
+        )
+        self.result = result
+        self.row_uuid = row_uuid
+        self.error_message = error_message
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "uuid": self.row_uuid or "",
+            "error_message": self.error_message,
+            "rows_migrated": self.result.rows_migrated,
+        }
+
+
+@dataclass
+class _PageOutcome:
+    rows: int
+    migrated: int
+    skipped_without_identity: int
+    counts: BatchWriteCounts | None = None
+    failed_uuid: str | None = None
+    failure: str | None = None
+
+
+def backlog(dwh: DWHRepository) -> BacklogState:
+    tmp = dwh.tables.tmp
+    with dwh.engine.connect() as conn:
+        row = conn.execute(
+            select(func.count(), func.min(tmp.c.event_time)).where(tmp.c.migrated.is_(False))
+        ).one()
+    return BacklogState(unmigrated_rows=row[0], oldest_unmigrated_event_time=row[1])
+
+
+def migrate_tmp_user_properties(
+    dwh: DWHRepository, *, page_size: int = DEFAULT_PAGE_SIZE, log: Log | None = None
+) -> MigrationResult:
+    result = MigrationResult()
+    while True:
+        try:
+            outcome = dwh.run_in_transaction(lambda conn: _migrate_page(dwh, conn, page_size))
+        except DBAPIError as error:
+            raise TmpRowMigrationError(
+                result, None, f"DWH write failed: {type(error.orig).__name__}: {error.orig}"
+            ) from error
+        if outcome.rows == 0:
+            return result
+        result.pages += 1
+        result.rows_migrated += outcome.migrated
+        result.skipped_without_identity += outcome.skipped_without_identity
+        if outcome.counts is not None:
+            result.permanent += outcome.counts.permanent
+            result.changeable += outcome.counts.changeable
+        if log is not None:
+            log.info(f"tmp_user_properties page {result.pages}: {outcome.migrated} rows migrated")
+        if outcome.failure is not None:
+            raise TmpRowMigrationError(result, outcome.failed_uuid, outcome.failure)
+        if outcome.rows < page_size:
+            return result
+
+
+def _migrate_page(dwh: DWHRepository, conn: Connection, page_size: int) -> _PageOutcome:
+    tmp = dwh.tables.tmp
+    rows = conn.execute(
+        select(tmp.c.uuid, tmp.c.amplitude_id, tmp.c.user_properties, tmp.c.event_time)
+        .where(tmp.c.migrated.is_(False))
+        .order_by(tmp.c.event_time, tmp.c.uuid)
+        .limit(page_size)
+        .with_for_update(skip_locked=True)
+    ).all()
+    batch = ReducedBatch()
+    outcome = _PageOutcome(rows=len(rows), migrated=0, skipped_without_identity=0)
+    migrated: list[str] = []
+    for position, row in enumerate(rows):
+        try:
+            record = transform_single_record(dict(row._mapping), dwh.mappings)
+        except RecordError as error:
+            outcome.failed_uuid, outcome.failure = row.uuid, str(error)
+            break
+        batch.add(record, position)
+        migrated.append(row.uuid)
+    if migrated:
+        outcome.counts = dwh.write_batch(conn, batch)
+        conn.execute(update(tmp).where(tmp.c.uuid == func.any(migrated)).values(migrated=True))
+    outcome.migrated = len(migrated)
+    outcome.skipped_without_identity = batch.skipped_without_identity
+    return outcome
