@@ -20,9 +20,10 @@ The model:
   hours with a Moscow-shaped daily curve; some hours are split into 2-3 parts, the way
   Amplitude splits big hours into ``..._{H}#{n}.json.gz`` files. The layout is computed
   without generating events, so the server can plan an archive cheaply.
-* **Events** — generated one hour at a time (memory stays at one hour's lines), ordered by
-  ``server_received_time``; ``event_time`` precedes it by a client-side delay, so it is only
-  *roughly* increasing inside a file, but every timestamp stays inside its day and hour.
+* **Events** — generated lazily, one archive file (hour part) at a time, each part from its own
+  random stream and its own slice of the hour, ordered by ``server_received_time``.
+  ``event_time`` precedes it by a client-side delay, so it is only *roughly* increasing inside
+  a file, but every timestamp stays inside its day and hour.
 
 The ``user_properties`` keys used are exactly those known to ``field_mappings.yaml``; the
 values use every representation the mapping's conversion rules accept (``'м'``/``'male'``/``'M'``,
@@ -56,6 +57,7 @@ __all__ = [
     "expected_week_lines",
     "hour_files",
     "iter_day_files",
+    "iter_part_lines",
     "member_name",
     "population",
     "scoped_random",
@@ -133,11 +135,18 @@ def member_name(project_id: int, day: date, hour: int, part: int) -> str:
 
 
 class PartLayout(NamedTuple):
-    """How many events one part of one hour holds."""
+    """One part of one hour: how many events it holds and the slice of the hour they fall in.
+
+    Parts of an hour cover consecutive slices (``[received_from_ms, received_to_ms)``, offsets
+    of ``server_received_time`` from the start of the hour), so each part can be generated on
+    its own, and the hour's parts in part order are in received-time order.
+    """
 
     hour: int
     part: int
     events: int
+    received_from_ms: int
+    received_to_ms: int
 
 
 class City(NamedTuple):
@@ -179,6 +188,8 @@ class PropertyVersion:
 
 @dataclass(frozen=True, slots=True)
 class SimulatedUser:
+    """One simulated Amplitude user: identity, device, and their property versions."""
+
     index: int
     amplitude_id: int
     user_id: str | None
@@ -638,7 +649,10 @@ def day_layout(config: SimulatorConfig, day: date) -> tuple[PartLayout, ...]:
         if count >= 2 and config.max_parts_per_hour > 1 and rng.random() < config.multi_part_hour_fraction:
             parts = rng.randint(2, min(config.max_parts_per_hour, count))
         cuts = [0, *sorted(rng.sample(range(1, count), parts - 1)), count]
-        layout.extend(PartLayout(hour, part, cuts[part + 1] - cuts[part]) for part in range(parts))
+        for part in range(parts):
+            received_from = _HOUR_MS * cuts[part] // count
+            received_to = max(received_from + 1, _HOUR_MS * cuts[part + 1] // count)
+            layout.append(PartLayout(hour, part, cuts[part + 1] - cuts[part], received_from, received_to))
     return tuple(layout)
 
 
@@ -740,13 +754,16 @@ _EVENT_DATA: dict[tuple[bool, bool], dict[str, Any]] = {
 }
 
 
-def _generate_hour(config: SimulatorConfig, day: date, hour: int, count: int) -> list[bytes]:
-    """``count`` serialized events of one hour, ordered by ``server_received_time``."""
-    rng = scoped_random(config.seed, "events", day.isoformat(), hour)
+def _iter_part_lines(config: SimulatorConfig, day: date, layout: PartLayout) -> Iterator[bytes]:
+    """The serialized events of one part, ordered by ``server_received_time``, one at a time."""
+    hour, count = layout.hour, layout.events
+    rng = scoped_random(config.seed, "events", day.isoformat(), hour, layout.part)
     people = _population(config.seed, config.users, config.history_start, config.history_days)
     users = rng.choices(people.users, cum_weights=people.cum_weights, k=count)
     event_types = rng.choices(_EVENT_TYPES, cum_weights=_EVENT_TYPE_CUM_WEIGHTS, k=count)
-    received_offsets = sorted(rng.randrange(_HOUR_MS) for _ in range(count))
+    received_offsets = sorted(
+        rng.randrange(layout.received_from_ms, layout.received_to_ms) for _ in range(count)
+    )
 
     hour_start = _epoch_ms(day) + hour * _HOUR_MS
     last_offset = _HOUR_MS - 1
@@ -757,7 +774,6 @@ def _generate_hour(config: SimulatorConfig, day: date, hour: int, count: int) ->
         seconds, millis = divmod(rest, 1_000)
         return f"{prefix}{minutes:02d}:{seconds:02d}.{millis:03d}000"
 
-    lines: list[bytes] = []
     for user, event_type, received in zip(users, event_types, received_offsets, strict=True):
         uploaded = max(0, received - rng.randrange(40))
         happened = max(0, uploaded - _client_delay_ms(rng))
@@ -822,22 +838,24 @@ def _generate_hour(config: SimulatorConfig, day: date, hour: int, count: int) ->
             "uuid": _uuid4(rng),
             "version_name": version.app_version if mobile else None,
         }
-        lines.append(orjson.dumps(event))
-    return lines
+        yield orjson.dumps(event)
+
+
+def iter_part_lines(config: SimulatorConfig, day: date, hour: int, part: int) -> Iterator[bytes]:
+    """The lines of one archive file, generated lazily (constant memory at any volume)."""
+    for layout in day_layout(config, day):
+        if (layout.hour, layout.part) == (hour, part):
+            return _iter_part_lines(config, day, layout)
+    raise LookupError(f"{day.isoformat()} has no file for hour {hour} part {part}")
 
 
 def hour_files(config: SimulatorConfig, day: date, hour: int) -> list[HourFile]:
     """The archive files of one hour, in part order (empty when the hour has no events)."""
-    parts = [layout for layout in day_layout(config, day) if layout.hour == hour]
-    if not parts:
-        return []
-    lines = _generate_hour(config, day, hour, sum(layout.events for layout in parts))
-    files: list[HourFile] = []
-    start = 0
-    for layout in parts:
-        files.append(HourFile(day, hour, layout.part, lines[start : start + layout.events]))
-        start += layout.events
-    return files
+    return [
+        HourFile(day, hour, layout.part, list(_iter_part_lines(config, day, layout)))
+        for layout in day_layout(config, day)
+        if layout.hour == hour
+    ]
 
 
 def iter_day_files(config: SimulatorConfig, day: date) -> Iterator[HourFile]:

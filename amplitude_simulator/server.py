@@ -409,6 +409,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.simulator.log_requests:
             super().log_message(format, *args)
 
+    def log_error(self, format: str, *args: Any) -> None:
+        super().log_message(format, *args)  # errors are logged even when requests are not
+
     # --- routing
 
     def _dispatch(self, method: str) -> None:
@@ -421,16 +424,23 @@ class _Handler(BaseHTTPRequestHandler):
             ("DELETE", "/__requests"): self._delete_requests,
             ("GET", "/__health"): self._health,
         }
+        reads_body = (method, url.path) == ("POST", "/__faults")
+        if not reads_body and (
+            self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers
+        ):
+            # An unread request body would corrupt the next request on a kept-alive connection.
+            self.close_connection = True
         if url.path == EXPORT_PATH and method == "GET":
             self._export(url.query)
         elif (method, url.path) in control:
             self._send(control[method, url.path]())
-        elif url.path == EXPORT_PATH or any(path == url.path for _, path in control):
+        elif any(path == url.path for _, path in control):
             self._send(_text(405, f"Method {method} not allowed"))
         else:
             # Recorded before answering, so a client that got the answer also sees the record.
-            self.simulator._record(RequestRecord(method, url.path, None, None, 404))
-            self._send(_text(404, "Not found"))
+            status = 405 if url.path == EXPORT_PATH else 404
+            self.simulator._record(RequestRecord(method, url.path, None, None, status))
+            self._send(_text(status, "Method not allowed" if status == 405 else "Not found"))
 
     # --- export
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from amplitude_pipeline.amplitude.client import Log
 from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository, TableWriteCounts
 from amplitude_pipeline.transform.batch import ReducedBatch
-from amplitude_pipeline.transform.records import RecordError, transform_single_record
+from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
 
 DEFAULT_PAGE_SIZE = 5000
 
@@ -123,9 +123,10 @@ def _migrate_page(dwh: DWHRepository, conn: Connection, page_size: int) -> _Page
     batch = ReducedBatch()
     outcome = _PageOutcome(rows=len(rows), migrated=0, skipped_without_identity=0)
     migrated: list[str] = []
+    memo = UserPropertiesMemo()
     for position, row in enumerate(rows):
         try:
-            record = transform_single_record(dict(row._mapping), dwh.mappings)
+            record = transform_single_record(dict(row._mapping), dwh.mappings, memo)
         except RecordError as error:
             outcome.failed_uuid, outcome.failure = row.uuid, str(error)
             break

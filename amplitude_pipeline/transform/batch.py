@@ -28,6 +28,9 @@ class PermanentCandidate:
     event_time: datetime
     line: int
     values: list[Any]
+    # The values tuple merged last: a user's repeated snapshot is the very same tuple
+    # (UserPropertiesMemo), and merging it again would change nothing.
+    merged: tuple[Any, ...] = ()
 
     def as_row(self) -> tuple[Any, ...]:
         return (self.ehr_id, *self.values, self.uuid, self.event_time)
@@ -84,14 +87,15 @@ class ReducedBatch:
         current = self.permanent.get(record.ehr_id)
         if current is None:
             self.permanent[record.ehr_id] = PermanentCandidate(
-                record.ehr_id, record.uuid, record.event_time, line, list(record.permanent)
+                record.ehr_id, record.uuid, record.event_time, line, list(record.permanent), record.permanent
             )
             return
         if record.event_time < current.event_time:
             current.values = _first_non_null(record.permanent, current.values)
             current.uuid, current.event_time, current.line = record.uuid, record.event_time, line
-        elif None in current.values:
+        elif record.permanent is not current.merged and None in current.values:
             current.values = _first_non_null(current.values, record.permanent)
+        current.merged = record.permanent
 
     def _add_changeable(self, user: UserKey, record: TransformedRecord, line: int) -> None:
         current = self.changeable.get(user)

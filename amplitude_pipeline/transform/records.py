@@ -12,9 +12,8 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from amplitude_pipeline.transform.casts import (
     ColumnType,
@@ -31,6 +30,7 @@ __all__ = [
     "RecordError",
     "TransformedRecord",
     "UnknownKeyError",
+    "UserPropertiesMemo",
     "ValueConversionError",
     "collect_envelope_errors",
     "collect_record_errors",
@@ -124,9 +124,12 @@ class MalformedRecordError(RecordError):
     container = "record"
 
 
-@dataclass(frozen=True, slots=True)
-class TransformedRecord:
-    """A record's column values; ``permanent``/``changeable`` align with the mapping's columns."""
+class TransformedRecord(NamedTuple):
+    """A record's column values; ``permanent``/``changeable`` align with the mapping's columns.
+
+    A named tuple rather than a frozen dataclass: one is built per event, and a frozen
+    dataclass's ``__init__`` costs several times more on this hot path.
+    """
 
     uuid: str
     event_time: datetime
@@ -190,9 +193,10 @@ def _route_user_properties(
     return ehr_id, values
 
 
-def transform_user_properties(
-    user_properties: Mapping[str, Any], mappings: FieldMappings
-) -> tuple[str | None, tuple[Any, ...], tuple[Any, ...]]:
+_Converted = tuple[str | None, tuple[Any, ...], tuple[Any, ...]]
+
+
+def transform_user_properties(user_properties: Mapping[str, Any], mappings: FieldMappings) -> _Converted:
     """Return ``(ehr_id, permanent values, changeable values)``; keys that are absent give ``None``.
 
     Raises :class:`UnknownKeyError` or :class:`ValueConversionError` for the first bad key.
@@ -289,28 +293,61 @@ def collect_envelope_errors(record: Any) -> list[MalformedRecordError]:
     return errors
 
 
-def transform_single_record(record: Mapping[str, Any], mappings: FieldMappings) -> TransformedRecord:
+def transform_single_record(
+    record: Mapping[str, Any], mappings: FieldMappings, memo: UserPropertiesMemo | None = None
+) -> TransformedRecord:
     """Convert an Amplitude event or a ``tmp_user_properties`` row.
 
     Reads ``uuid`` (a string or ``uuid.UUID``), ``event_time`` (Amplitude's UTC text,
     or a datetime; naive means UTC), ``amplitude_id`` (integer or null/absent) and
     ``user_properties``; other fields are ignored. Raises a :class:`RecordError`
-    subclass for the first problem found.
+    subclass for the first problem found. With a ``memo``, a user's snapshot identical
+    to the one converted just before is not converted again.
     """
     fields = _require_mapping(record)
     record_uuid = _record_uuid(fields)
     event_time = _record_event_time(fields)
     amplitude_id = _record_amplitude_id(fields)
-    ehr_id, values = _route_user_properties(_record_user_properties(fields), mappings, _raise)
-    split = len(mappings.permanent)
-    return TransformedRecord(
-        uuid=record_uuid,
-        event_time=event_time,
-        amplitude_id=amplitude_id,
-        ehr_id=ehr_id,
-        permanent=tuple(values[:split]),
-        changeable=tuple(values[split:]),
-    )
+    user_properties = _record_user_properties(fields)
+    if memo is None:
+        ehr_id, permanent, changeable = transform_user_properties(user_properties, mappings)
+    else:
+        ehr_id, permanent, changeable = memo.transform(user_properties, amplitude_id, mappings)
+    return TransformedRecord(record_uuid, event_time, amplitude_id, ehr_id, permanent, changeable)
+
+
+class UserPropertiesMemo:
+    """Each user's last converted ``user_properties`` snapshot.
+
+    Every event carries the user's whole snapshot, and a user has few versions of it, so most
+    events repeat the snapshot of the user's previous event. Comparing two dicts is far
+    cheaper than converting one. Equality alone is not enough (``1 == 1.0 == True`` while
+    their text forms differ), so the value types must match too. Memory grows with the
+    number of users; ``clear`` it between batches.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[Any, tuple[Mapping[str, Any], tuple[type, ...], _Converted]] = {}
+
+    def transform(
+        self, user_properties: Mapping[str, Any], amplitude_id: int | None, mappings: FieldMappings
+    ) -> _Converted:
+        user = (user_properties.get(mappings.identity_key), amplitude_id)
+        value_types = tuple(map(type, user_properties.values()))
+        try:
+            cached = self._last.get(user)
+        except TypeError:  # an unhashable identity value: the conversion reports it
+            return transform_user_properties(user_properties, mappings)
+        if cached is not None and cached[1] == value_types and cached[0] == user_properties:
+            return cached[2]
+        converted = transform_user_properties(user_properties, mappings)
+        self._last[user] = (user_properties, value_types, converted)
+        return converted
+
+    def clear(self) -> None:
+        self._last.clear()
 
 
 def compare_changeable(a: Sequence[Any], b: Sequence[Any]) -> bool:

@@ -81,8 +81,9 @@ def test_requests_endpoint_lists_and_clears_the_served_requests(server: Simulato
     assert server.requests == []
 
 
-def test_control_endpoints_are_not_recorded_and_check_their_method(server: SimulatorServer) -> None:
+def test_control_endpoints_are_not_recorded_and_methods_are_checked(server: SimulatorServer) -> None:
     requests.get(f"{server.base_url}/__health", timeout=10)
     assert requests.put(f"{server.base_url}/__faults", timeout=10).status_code == 405
-    assert requests.post(server.export_url, auth=AUTH, timeout=10).status_code == 405
     assert server.requests == []
+    assert requests.post(server.export_url, auth=AUTH, timeout=10).status_code == 405
+    assert [(record.method, record.status) for record in server.requests] == [("POST", 405)]

@@ -15,6 +15,7 @@ from amplitude_pipeline.transform.records import (
     MalformedRecordError,
     TransformedRecord,
     UnknownKeyError,
+    UserPropertiesMemo,
     ValueConversionError,
     collect_envelope_errors,
     collect_record_errors,
@@ -251,3 +252,19 @@ def test_compare_changeable_ignores_uuid_and_event_time(mappings: FieldMappings)
 def test_compare_changeable_rejects_versions_of_different_length() -> None:
     with pytest.raises(ValueError, match="different lengths"):
         compare_changeable((1, 2), (1,))
+
+
+def test_the_memo_gives_a_repeated_snapshot_the_values_of_a_fresh_conversion(mappings: FieldMappings) -> None:
+    memo = UserPropertiesMemo()
+    event = make_event(ehr_id="E1", age="34 years", premium="yes", city="Kazan")
+    first = transform_single_record(event, mappings, memo)
+    later = transform_single_record({**event, "event_time": "2024-01-08 13:00:00"}, mappings, memo)
+    assert later.changeable == first.changeable == transform_single_record(event, mappings).changeable
+    assert later.event_time == datetime(2024, 1, 8, 13, tzinfo=UTC)
+
+
+def test_the_memo_converts_again_an_equal_value_of_another_json_type(mappings: FieldMappings) -> None:
+    memo = UserPropertiesMemo()
+    transform_single_record(make_event(ehr_id="E1", city=1), mappings, memo)
+    as_true = transform_single_record(make_event(ehr_id="E1", city=True), mappings, memo)
+    assert as_true.changeable[1] == "true"
