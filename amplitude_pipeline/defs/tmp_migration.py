@@ -64,17 +64,19 @@ class MigrationConfig(Config):
     page_size: int = Field(default=DEFAULT_PAGE_SIZE, gt=0, description="Rows per page and per transaction.")
 
 
-@op(name="migrate_tmp_user_properties_pages")
-def migrate_pages(context: OpExecutionContext, config: MigrationConfig, dwh: DWHRepository) -> None:
+@op(name="migrate_tmp_user_properties_pages", out={})
+def migrate_pages(
+    context: OpExecutionContext, config: MigrationConfig, dwh: DWHRepository
+) -> Iterator[AssetMaterialization]:
     dwh.ensure_schema()
     try:
         result = migrate_tmp_user_properties(dwh, page_size=config.page_size, log=context.log)
     except TmpRowMigrationError as error:
-        for materialization in table_materializations(dwh, error.result):
-            context.log_event(materialization)
+        # Yielded rather than context.log_event(): Dagster drops logged events when the op raises,
+        # and the pages committed before the bad row must still be recorded.
+        yield from table_materializations(dwh, error.result)
         raise Failure(description=str(error), metadata=error.metadata) from error
-    for materialization in table_materializations(dwh, result):
-        context.log_event(materialization)
+    yield from table_materializations(dwh, result)
 
 
 def table_materializations(dwh: DWHRepository, result: MigrationResult) -> Iterator[AssetMaterialization]:

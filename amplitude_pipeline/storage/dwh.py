@@ -8,8 +8,7 @@ carry CONTRACT §6's rules.
 """
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -220,10 +219,6 @@ class DWHRepository(ConfigurableResource):
             self._state["tables"] = DWHTables.build(self.mappings, self.db_schema)
         return self._state["tables"]
 
-    @property
-    def safe_url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
-
     # -- schema -------------------------------------------------------------------------
 
     def ensure_schema(self) -> list[str]:
@@ -401,17 +396,9 @@ class DWHRepository(ConfigurableResource):
                 time.sleep(0.5 * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
-
     def count_rows(self, table: Table) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-
-    def dispose(self) -> None:
-        self.engine.dispose()
 
 
 _ADVISORY_DDL_LOCK = 0x616D706C  # "ampl"

@@ -12,7 +12,6 @@ from dagster import ConfigurableResource, ResourceDependency
 from dagster_aws.s3 import S3Resource
 
 DEFAULT_PREFIX = "amplitude/events"
-EVENT_FILE_SUFFIXES = (".jsonl.gz", ".json.gz")
 _PART_SIZE = 64 * 1024 * 1024
 _READ_CHUNK = 1 << 20
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -57,15 +56,6 @@ class RawEventStore(ConfigurableResource):
                 return None
             raise
         return StoredObject(key=key, etag=head["ETag"].strip('"'), size=head["ContentLength"])
-
-    def list_event_files(self, prefix: str, start_after: str = "") -> Iterator[StoredObject]:
-        """Amplitude-format files (``.jsonl.gz``/``.json.gz``) under ``prefix``, in key order."""
-        paginator = self.s3.get_client().get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=start_after)
-        for page in pages:
-            for item in page.get("Contents", []):
-                if item["Key"].endswith(EVENT_FILE_SUFFIXES):
-                    yield StoredObject(key=item["Key"], etag=item["ETag"].strip('"'), size=item["Size"])
 
     @contextmanager
     def open_lines(self, key: str) -> Iterator[tuple[StoredObject, Iterator[bytes]]]:

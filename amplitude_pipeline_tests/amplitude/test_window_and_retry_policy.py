@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -11,7 +10,9 @@ from amplitude_pipeline.amplitude.client import ExportWindow, RetryPolicy
 
 
 def window(day: int, start_hour: int, end_hour: int) -> ExportWindow:
-    return ExportWindow(datetime(2024, 1, day, start_hour, tzinfo=UTC), datetime(2024, 1, day, end_hour, tzinfo=UTC))
+    return ExportWindow(
+        datetime(2024, 1, day, start_hour, tzinfo=UTC), datetime(2024, 1, day, end_hour, tzinfo=UTC)
+    )
 
 
 def test_for_day_spans_the_24_utc_hours() -> None:
@@ -53,10 +54,11 @@ def test_str_names_the_window_in_utc() -> None:
     assert str(window(8, 0, 23)) == "2024-01-08 00:00–23:59 UTC"
 
 
-@pytest.mark.parametrize(("attempt", "backoff"), [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (9, 10.0)])
+@pytest.mark.parametrize(
+    ("attempt", "backoff"), [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (9, 10.0)]
+)
 def test_delay_is_jittered_within_half_to_full_capped_backoff(attempt: int, backoff: float) -> None:
     policy = RetryPolicy(base_delay_seconds=1.0, max_delay_seconds=10.0)
-    random.seed(attempt)
 
     delays = [policy.delay(attempt, None) for _ in range(300)]
 

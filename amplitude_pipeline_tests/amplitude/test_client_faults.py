@@ -1,0 +1,196 @@
+"""Transient faults are retried without duplicating data; permanent ones fail at once."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from amplitude_pipeline.amplitude.client import (
+    AmplitudeCredentialsError,
+    AmplitudeExportClient,
+    AmplitudeExportError,
+    RetryPolicy,
+)
+from amplitude_pipeline_tests.amplitude.support import (
+    API_KEY,
+    CONFIG,
+    DAY,
+    SECRET_KEY,
+    day_content,
+    decompressed,
+    make_client,
+    wait_for_requests,
+    windows,
+)
+from amplitude_simulator import Fault, SimulatorServer
+
+DAY_PARAMS = ("20240108T00", "20240108T23")
+
+
+@pytest.mark.parametrize(
+    ("fault", "first_status"),
+    [
+        (Fault.server_error(), 500),
+        (Fault.server_error(status=503), 503),
+        (Fault.connection_reset(), None),
+        (Fault.truncated_zip(), 200),
+        (Fault.html_200(), 200),
+    ],
+    ids=["500", "503", "connection_reset", "truncated_zip", "html_200"],
+)
+def test_transient_fault_is_retried_and_the_day_written_once(
+    server: SimulatorServer, sleeps: list[float], tmp_path: Path, fault: Fault, first_status: int | None
+) -> None:
+    server.add_faults(fault)
+    path = tmp_path / "day.jsonl.gz"
+
+    with path.open("wb") as out:
+        result = make_client(server, sleeps).export_day(DAY, out)
+
+    assert windows(server) == [(*DAY_PARAMS, first_status), (*DAY_PARAMS, 200)]
+    assert [record.fault for record in server.requests] == [fault.kind.value, None]
+    assert len(sleeps) == 1
+    assert decompressed(io.BytesIO(path.read_bytes())) == day_content(CONFIG, DAY)
+    assert result.requests == 2
+    assert result.events == len(day_content(CONFIG, DAY).splitlines())
+
+
+def test_slow_response_past_the_read_timeout_is_retried(server: SimulatorServer, sleeps: list[float]) -> None:
+    server.add_faults(Fault.slow(0.6))
+    out = io.BytesIO()
+
+    result = make_client(server, sleeps, read_timeout_seconds=0.2).export_day(DAY, out)
+
+    assert decompressed(out) == day_content(CONFIG, DAY)
+    assert result.requests == 2
+    assert len(sleeps) == 1
+    wait_for_requests(server, 2)  # the abandoned slow request is recorded once its delay is over
+    assert sorted(str(record.fault) for record in server.requests) == ["None", "slow"]
+
+
+def test_rate_limit_waits_at_least_retry_after(server: SimulatorServer, sleeps: list[float]) -> None:
+    server.add_faults(Fault.rate_limited(retry_after=7))
+    out = io.BytesIO()
+
+    make_client(server, sleeps).export_day(DAY, out)
+
+    assert windows(server) == [(*DAY_PARAMS, 429), (*DAY_PARAMS, 200)]
+    assert len(sleeps) == 1
+    assert sleeps[0] >= 7  # FAST_RETRY's own backoff is at most 0.05 s
+    assert decompressed(out) == day_content(CONFIG, DAY)
+
+
+def test_backoff_delays_grow_between_consecutive_failures(
+    server: SimulatorServer, sleeps: list[float]
+) -> None:
+    server.add_faults(Fault.server_error(count=3))
+    retry = RetryPolicy(max_attempts=4, base_delay_seconds=1.0, max_delay_seconds=60.0)
+
+    make_client(server, sleeps, retry=retry).export_day(DAY, io.BytesIO())
+
+    assert len(sleeps) == 3
+    assert 0.5 <= sleeps[0] <= 1.0
+    assert 1.0 <= sleeps[1] <= 2.0
+    assert 2.0 <= sleeps[2] <= 4.0
+
+
+def test_exhausted_retries_raise_an_error_naming_the_window(
+    server: SimulatorServer, sleeps: list[float]
+) -> None:
+    server.add_faults(Fault.server_error(count=3))
+    out = io.BytesIO()
+    client = make_client(server, sleeps, retry=RetryPolicy(max_attempts=3, base_delay_seconds=0.01))
+
+    with pytest.raises(AmplitudeExportError) as raised:
+        client.export_day(DAY, out)
+
+    assert type(raised.value) is AmplitudeExportError
+    message = str(raised.value)
+    assert "2024-01-08 00:00–23:59 UTC" in message
+    assert "3 attempts" in message
+    assert "HTTP 500" in message
+    assert len(server.requests) == 3
+    assert len(sleeps) == 2
+    assert out.getvalue() == b""
+
+
+def test_wrong_secret_fails_at_once_without_retrying(server: SimulatorServer, sleeps: list[float]) -> None:
+    client = make_client(server, sleeps, secret_key="wrong-secret-5d7e")
+
+    with pytest.raises(AmplitudeCredentialsError):
+        client.export_day(DAY, io.BytesIO())
+
+    assert windows(server) == [(*DAY_PARAMS, 401)]
+    assert sleeps == []
+
+
+def test_credentials_error_names_no_key(server: SimulatorServer, sleeps: list[float]) -> None:
+    wrong_secret = "wrong-secret-5d7e"
+    client = make_client(server, sleeps, secret_key=wrong_secret)
+
+    with pytest.raises(AmplitudeCredentialsError) as raised:
+        client.export_day(DAY, io.BytesIO())
+
+    message = str(raised.value)
+    assert "AMPLITUDE_SECRET_KEY" in message  # says what to check, by variable name only
+    for secret in (API_KEY, SECRET_KEY, wrong_secret):
+        assert secret not in message
+
+
+class _CannedAdapter(requests.adapters.BaseAdapter):
+    """Answers every request with the next canned (status, headers) and an empty body."""
+
+    def __init__(self, replies: list[tuple[int, dict[str, str]]]) -> None:
+        super().__init__()
+        self.replies = replies
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        status, headers = self.replies.pop(0)
+        response = requests.Response()
+        response.status_code = status
+        response.headers.update(headers)
+        response.raw = io.BytesIO(b"")
+        response.request = request
+        response.url = request.url or ""
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "date_format",
+    [
+        lambda moment: format_datetime(moment, usegmt=True),  # IMF-fixdate
+        lambda moment: moment.strftime("%a %b %d %H:%M:%S %Y"),  # asctime: no zone, UTC by definition
+    ],
+    ids=["imf_fixdate", "asctime"],
+)
+def test_retry_after_as_an_http_date_is_honoured(
+    sleeps: list[float], date_format: Callable[[datetime], str]
+) -> None:
+    moment = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    adapter = _CannedAdapter([(429, {"Retry-After": date_format(moment)}), (404, {})])
+    session = requests.Session()
+    session.mount("http://amplitude.test/", adapter)
+    client = AmplitudeExportClient(
+        "http://amplitude.test/api/2/export",
+        API_KEY,
+        SECRET_KEY,
+        retry=RetryPolicy(base_delay_seconds=0.01),
+        session=session,
+        sleep=sleeps.append,
+    )
+
+    result = client.export_day(DAY, io.BytesIO())
+
+    assert result.requests == 2
+    assert len(sleeps) == 1
+    assert 3600 - 60 <= sleeps[0] <= 3600
