@@ -1,0 +1,94 @@
+"""The code location as Dagster loads it (CONTRACT §2, §3); no stack needed."""
+
+import os
+from datetime import UTC, date, datetime
+
+import pytest
+from dagster import AssetKey, Definitions, EnvVar, TimeWindow, WeeklyPartitionsDefinition
+
+from amplitude_pipeline.definitions import defs
+from amplitude_pipeline.defs.partitions import weekly_partitions
+from amplitude_pipeline.settings import Settings
+
+TABLE_KEYS = [AssetKey("permanent_user_properties"), AssetKey("changeble_user_properties")]
+
+
+def test_the_code_location_loads_and_validates():
+    Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} >= {
+        "amplitude_events",
+        "permanent_user_properties",
+        "changeble_user_properties",
+        "tmp_user_properties",
+    }
+    assert defs.resolve_job_def("migrate_tmp_user_properties") is not None
+    assert defs.resolve_job_def("export_amplitude_events") is not None
+    assert defs.resolve_sensor_def("tmp_user_properties_backlog_sensor") is not None
+    weekly = defs.resolve_schedule_def("weekly_amplitude_export")
+    assert (weekly.job_name, weekly.cron_schedule, weekly.execution_timezone) == (
+        "export_amplitude_events",
+        "0 3 * * 1",
+        "UTC",
+    )
+    hourly = defs.resolve_schedule_def("hourly_tmp_user_properties_migration")
+    assert hourly.job_name == "migrate_tmp_user_properties"
+
+
+def test_every_weekly_asset_uses_the_monday_partitions():
+    graph = defs.resolve_asset_graph()
+    for key in [AssetKey("amplitude_events"), *TABLE_KEYS]:
+        assert graph.get(key).partitions_def == weekly_partitions, key
+    assert graph.get(AssetKey("amplitude_events")).child_keys >= set(TABLE_KEYS)
+
+
+def test_weeks_start_on_monday_utc_and_only_finished_weeks_are_partitions():
+    assert isinstance(weekly_partitions, WeeklyPartitionsDefinition)
+    assert weekly_partitions.day_offset == 1
+    assert weekly_partitions.timezone == "UTC"
+    expected_start = date.fromisoformat(os.environ.get("AMPLITUDE_START_DATE") or "2024-01-01")
+    assert weekly_partitions.start == datetime(
+        expected_start.year, expected_start.month, expected_start.day, tzinfo=UTC
+    )
+    if expected_start != date(2024, 1, 1):
+        pytest.skip("AMPLITUDE_START_DATE moves the first partition")
+
+    # Wednesday 2024-01-17: the week of the 15th is not finished yet.
+    keys = weekly_partitions.get_partition_keys(current_time=datetime(2024, 1, 17, 12, tzinfo=UTC))
+    assert keys == ["2024-01-01", "2024-01-08"]
+    keys = weekly_partitions.get_partition_keys(current_time=datetime(2024, 3, 4, 0, 0, 1, tzinfo=UTC))
+    assert len(keys) == 9
+    assert all(date.fromisoformat(key).weekday() == 0 for key in keys)
+    assert weekly_partitions.time_window_for_partition_key("2024-01-08") == TimeWindow(
+        datetime(2024, 1, 8, tzinfo=UTC), datetime(2024, 1, 15, tzinfo=UTC)
+    )
+
+
+def test_the_default_start_date_is_2024_01_01(monkeypatch):
+    monkeypatch.delenv("AMPLITUDE_START_DATE", raising=False)
+    assert Settings.from_env().start_date == date(2024, 1, 1)
+    monkeypatch.setenv("AMPLITUDE_START_DATE", "2024-01-03")
+    with pytest.raises(ValueError, match="Monday"):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize(
+    ("resource", "field", "variable"),
+    [
+        ("amplitude", "api_key", "AMPLITUDE_API_KEY"),
+        ("amplitude", "secret_key", "AMPLITUDE_SECRET_KEY"),
+        ("dwh", "url", "DWH_URL"),
+        ("raw_event_store", "bucket", "S3_BUCKET"),
+    ],
+)
+def test_secrets_are_env_var_names_not_values(resource, field, variable):
+    configured = defs.resources[resource]
+    value = getattr(configured, field)
+    assert isinstance(value, EnvVar)
+    assert value.env_var_name == variable
+    # What Dagster shows as the resource's config: the variable's name, never its value.
+    shown = configured.get_resource_definition().config_schema.default_value
+    assert shown[field] == {"env": variable}
+    secret = os.environ.get(variable)
+    if secret:
+        assert secret not in repr(shown)

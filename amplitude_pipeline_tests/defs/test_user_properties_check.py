@@ -1,0 +1,117 @@
+"""``user_properties_keys_known``: the blocking audit of a week's object (CONTRACT §5, §7)."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from dagster import AssetCheckSeverity, Definitions, ExecuteInProcessResult, materialize
+from sqlalchemy import inspect
+
+from amplitude_pipeline.defs.checks import user_properties_keys_known
+from amplitude_pipeline.defs.events import amplitude_events
+from amplitude_pipeline.defs.user_properties import user_properties_tables
+from amplitude_pipeline.storage.dwh import PERMANENT_TABLE, DWHRepository
+from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline_tests.defs.support import (
+    SMALL_WEEK,
+    WEEK,
+    amplitude_resource,
+    dwh_repository,
+    mappings_without,
+    materializations,
+    simulator,
+    unused_amplitude_resource,
+    values,
+)
+from amplitude_pipeline_tests.load.events import event, upload_events
+
+pytestmark = pytest.mark.integration
+
+
+def run_check_only(store: RawEventStore, dwh: DWHRepository) -> ExecuteInProcessResult:
+    """Execute just the check for WEEK, the way the UI's "Execute check" does."""
+    defs = Definitions(
+        assets=[amplitude_events],
+        asset_checks=[user_properties_keys_known],
+        resources={"amplitude": unused_amplitude_resource(), "raw_event_store": store, "dwh": dwh},
+    )
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={user_properties_keys_known.check_key}
+    )
+    return job.execute_in_process(partition_key=WEEK, raise_on_error=False)
+
+
+def test_the_check_lists_every_unknown_key_and_bad_value_of_the_week(raw_event_store, dwh):
+    upload_events(
+        raw_event_store,
+        f"{WEEK}.jsonl.gz",
+        [
+            event("2024-01-08 09:00:00", ehr_id="E1"),
+            event("2024-01-08 10:00:00", ehr_id="E2", favourite_colour="blue"),
+            event("2024-01-08 11:00:00", ehr_id="E3", shoe_size=42),
+            event("2024-01-08 12:00:00", ehr_id="E4", favourite_colour="green"),
+            event("2024-01-08 13:00:00", ehr_id="E5", premium="sometimes"),
+        ],
+    )
+
+    result = run_check_only(raw_event_store, dwh)
+
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.asset_check_key == user_properties_keys_known.check_key
+    assert evaluation.passed is False
+    assert evaluation.severity == AssetCheckSeverity.ERROR
+    metadata = values(dict(evaluation.metadata))
+    assert metadata["file_key"] == raw_event_store.week_key(WEEK)
+    assert (metadata["lines_scanned"], metadata["unknown_keys"], metadata["conversion_failures"]) == (5, 2, 1)
+    assert metadata["unknown_key_details"] == [
+        {"key": "favourite_colour", "count": 2, "first_line": 1, "example": "'blue'"},
+        {"key": "shoe_size", "count": 1, "first_line": 2, "example": "42"},
+    ]
+    [bad_value] = metadata["conversion_failure_details"]
+    assert {k: bad_value[k] for k in ("key", "column", "type", "count", "first_line", "example")} == {
+        "key": "premium",
+        "column": "changeable.is_premium",
+        "type": "bool",
+        "count": 1,
+        "first_line": 4,
+        "example": "'sometimes'",
+    }
+    for text in ("favourite_colour", "shoe_size", "premium", "'sometimes'"):
+        assert text in metadata["findings"]
+    # Blocking with ERROR severity: the check's own step fails the run.
+    assert not result.success
+
+
+def test_the_check_passes_on_a_clean_week(raw_event_store, dwh):
+    upload_events(raw_event_store, f"{WEEK}.jsonl.gz", [event("2024-01-08 09:00:00", ehr_id="E1")])
+
+    result = run_check_only(raw_event_store, dwh)
+
+    assert result.success
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed is True
+    assert values(dict(evaluation.metadata))["unknown_key_details"] == []
+
+
+def test_a_failing_check_blocks_the_table_assets_of_the_same_run(
+    raw_event_store, new_dwh_schema: Callable[[], str], tmp_path: Path
+):
+    # The simulator's events carry `city`; a mapping without it makes the week fail the audit.
+    mappings = mappings_without(tmp_path / "field_mappings.yaml", "  city: {type: str}")
+    with simulator(SMALL_WEEK) as sim, dwh_repository(new_dwh_schema(), mappings) as dwh:
+        result = materialize(
+            [amplitude_events, user_properties_tables, user_properties_keys_known],
+            partition_key=WEEK,
+            resources={"amplitude": amplitude_resource(sim), "raw_event_store": raw_event_store, "dwh": dwh},
+            raise_on_error=False,
+        )
+
+        assert not result.success
+        [evaluation] = result.get_asset_check_evaluations()
+        assert evaluation.passed is False
+        assert [item["key"] for item in values(dict(evaluation.metadata))["unknown_key_details"]] == ["city"]
+        assert set(materializations(result)) == {"amplitude_events"}
+        assert raw_event_store.stat(raw_event_store.week_key(WEEK)) is not None
+        assert result.is_node_untouched("user_properties_tables")
+        # The tables' step never ran: it did not even create the tables in this fresh schema.
+        assert not inspect(dwh.engine).has_table(PERMANENT_TABLE, schema=dwh.db_schema)
