@@ -24,6 +24,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from amplitude_pipeline.defs.metadata import write_counts_metadata
 from amplitude_pipeline.load.tmp_table import (
     DEFAULT_PAGE_SIZE,
     MigrationResult,
@@ -31,7 +32,7 @@ from amplitude_pipeline.load.tmp_table import (
     backlog,
     migrate_tmp_user_properties,
 )
-from amplitude_pipeline.storage.dwh import TMP_TABLE, DWHRepository, TableWriteCounts
+from amplitude_pipeline.storage.dwh import TMP_TABLE, DWHRepository
 
 MIGRATION_JOB = "migrate_tmp_user_properties"
 _UNFINISHED_RUN_STATUSES = [
@@ -95,19 +96,11 @@ def table_materializations(dwh: DWHRepository, result: MigrationResult) -> Itera
                 "rows_migrated": MetadataValue.int(result.rows_migrated),
                 "pages": MetadataValue.int(result.pages),
                 "skipped_without_identity": MetadataValue.int(result.skipped_without_identity),
-                **_counts_metadata(counts),
+                **write_counts_metadata(counts),
                 "dagster/row_count": MetadataValue.int(dwh.count_rows(table)),
                 "duration_seconds": MetadataValue.float(result.duration_seconds),
             },
         )
-
-
-def _counts_metadata(counts: TableWriteCounts) -> dict[str, MetadataValue]:
-    return {
-        "inserted": MetadataValue.int(counts.inserted),
-        "updated": MetadataValue.int(counts.updated),
-        "unchanged": MetadataValue.int(counts.unchanged),
-    }
 
 
 @job(

@@ -16,6 +16,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from amplitude_pipeline.defs.metadata import write_counts_metadata
 from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
@@ -23,7 +24,7 @@ from amplitude_pipeline.load.event_files import (
     FileLoadResult,
     load_event_file,
 )
-from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository, TableWriteCounts
+from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 
 
@@ -113,7 +114,7 @@ def table_materializations(dwh: DWHRepository, result: FileLoadResult) -> Iterat
             asset_key=table.name,
             metadata={
                 **shared,
-                **_write_metadata(counts),
+                **write_counts_metadata(counts),
                 "dagster/row_count": MetadataValue.int(dwh.count_rows(table)),
                 "dagster/column_schema": TableSchema(
                     columns=[
@@ -123,11 +124,3 @@ def table_materializations(dwh: DWHRepository, result: FileLoadResult) -> Iterat
                 ),
             },
         )
-
-
-def _write_metadata(counts: TableWriteCounts) -> dict[str, MetadataValue]:
-    return {
-        "inserted": MetadataValue.int(counts.inserted),
-        "updated": MetadataValue.int(counts.updated),
-        "unchanged": MetadataValue.int(counts.unchanged),
-    }

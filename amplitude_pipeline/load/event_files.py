@@ -11,11 +11,10 @@ from __future__ import annotations
 import gc
 import queue
 import threading
-import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import orjson
@@ -24,7 +23,8 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from amplitude_pipeline.amplitude.client import Log
-from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository, FileCheckpoint, TableWriteCounts
+from amplitude_pipeline.load.totals import WriteTotals
+from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository, FileCheckpoint
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline.transform.batch import ReducedBatch
 from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
@@ -33,8 +33,8 @@ DEFAULT_BATCH_SIZE = 100_000
 START_OF_FILE = -1
 
 
-@dataclass
-class FileLoadResult:
+@dataclass(kw_only=True)
+class FileLoadResult(WriteTotals):
     file_key: str
     etag: str
     started_after: int
@@ -42,16 +42,8 @@ class FileLoadResult:
     lines_read: int = 0
     records: int = 0
     blank_lines: int = 0
-    skipped_without_identity: int = 0
     batches: int = 0
     already_loaded: bool = False
-    permanent: TableWriteCounts = field(default_factory=TableWriteCounts)
-    changeable: TableWriteCounts = field(default_factory=TableWriteCounts)
-    started_at: float = field(default_factory=time.monotonic)
-
-    @property
-    def duration_seconds(self) -> float:
-        return round(time.monotonic() - self.started_at, 3)
 
 
 class EventFileLoadError(Exception):
@@ -98,7 +90,9 @@ def load_event_file(
     checkpoint = dwh.get_checkpoint(key)
     with store.open_lines(key) as (stored, lines):
         begin_after = resume_point(checkpoint, stored.etag, start_after)
-        result = FileLoadResult(key, stored.etag, started_after=begin_after, last_successful_line=begin_after)
+        result = FileLoadResult(
+            file_key=key, etag=stored.etag, started_after=begin_after, last_successful_line=begin_after
+        )
         if checkpoint is not None and start_after is None:
             if checkpoint.etag != stored.etag:
                 _info(log, f"{key}: content changed since the checkpoint (ETag); loading from the start")
@@ -212,11 +206,9 @@ class _BatchCommitter:
                 f"DWH write failed: {type(error.orig).__name__}: {error.orig}",
             )
             return
-        result.permanent += counts.permanent
-        result.changeable += counts.changeable
+        result.add_batch(counts, batch.skipped_without_identity)
         result.last_successful_line = checkpoint.last_successful_line
         result.records += batch.records
-        result.skipped_without_identity += batch.skipped_without_identity
         result.batches += 1
 
 

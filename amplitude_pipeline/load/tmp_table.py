@@ -9,8 +9,7 @@ before it in its page are committed, it and the rest of the page stay unmigrated
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,25 +17,18 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from amplitude_pipeline.amplitude.client import Log
-from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository, TableWriteCounts
+from amplitude_pipeline.load.totals import WriteTotals
+from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository
 from amplitude_pipeline.transform.batch import ReducedBatch
 from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
 
 DEFAULT_PAGE_SIZE = 5000
 
 
-@dataclass
-class MigrationResult:
+@dataclass(kw_only=True)
+class MigrationResult(WriteTotals):
     pages: int = 0
     rows_migrated: int = 0
-    skipped_without_identity: int = 0
-    permanent: TableWriteCounts = field(default_factory=TableWriteCounts)
-    changeable: TableWriteCounts = field(default_factory=TableWriteCounts)
-    started_at: float = field(default_factory=time.monotonic)
-
-    @property
-    def duration_seconds(self) -> float:
-        return round(time.monotonic() - self.started_at, 3)
 
 
 @dataclass(frozen=True)
@@ -99,10 +91,8 @@ def migrate_tmp_user_properties(
             return result
         result.pages += 1
         result.rows_migrated += outcome.migrated
-        result.skipped_without_identity += outcome.skipped_without_identity
         if outcome.counts is not None:
-            result.permanent += outcome.counts.permanent
-            result.changeable += outcome.counts.changeable
+            result.add_batch(outcome.counts, outcome.skipped_without_identity)
         if log is not None:
             log.info(f"tmp_user_properties page {result.pages}: {outcome.migrated} rows migrated")
         if outcome.failure is not None:
