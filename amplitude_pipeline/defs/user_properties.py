@@ -21,6 +21,7 @@ from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
     EventFileLoadError,
+    FileLoadInProgressError,
     FileLoadResult,
     load_event_file,
 )
@@ -93,6 +94,8 @@ def user_properties_tables(
             description=str(error),
             metadata={**error.metadata, "records_loaded_this_run": error.result.records},
         ) from error
+    except FileLoadInProgressError as error:
+        raise Failure(description=str(error), metadata={"file_key": key}) from error
     yield from table_materializations(dwh, result)
 
 

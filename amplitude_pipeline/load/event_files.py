@@ -77,6 +77,10 @@ def resume_point(checkpoint: FileCheckpoint | None, etag: str, start_after: int 
     return checkpoint.last_successful_line
 
 
+class FileLoadInProgressError(RuntimeError):
+    """Another run holds the file's load lock."""
+
+
 def load_event_file(
     dwh: DWHRepository,
     store: RawEventStore,
@@ -85,6 +89,23 @@ def load_event_file(
     start_after: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     log: Log | None = None,
+) -> FileLoadResult:
+    with dwh.file_load_lock(key) as acquired:
+        if not acquired:
+            raise FileLoadInProgressError(
+                f"another run is loading {key} right now; run again when it has finished"
+            )
+        return _load_locked_file(dwh, store, key, start_after=start_after, batch_size=batch_size, log=log)
+
+
+def _load_locked_file(
+    dwh: DWHRepository,
+    store: RawEventStore,
+    key: str,
+    *,
+    start_after: int | None,
+    batch_size: int,
+    log: Log | None,
 ) -> FileLoadResult:
     mappings = dwh.mappings
     checkpoint = dwh.get_checkpoint(key)

@@ -8,7 +8,8 @@ carry CONTRACT §6's rules.
 """
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -282,6 +283,21 @@ class DWHRepository(ConfigurableResource):
             )
         )
 
+    @contextmanager
+    def file_load_lock(self, file_key: str) -> Iterator[bool]:
+        """Whether this process may load ``file_key`` now: a session advisory lock, held on a
+        connection of its own until the block ends, so two runs never load one file at once."""
+        lock = select(func.pg_try_advisory_lock(_FILE_LOCK_SPACE, func.hashtext(file_key)))
+        with self.engine.connect() as conn:
+            acquired = bool(conn.execute(lock).scalar_one())
+            conn.commit()
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    conn.execute(select(func.pg_advisory_unlock(_FILE_LOCK_SPACE, func.hashtext(file_key))))
+                    conn.commit()
+
     # -- batch writes -------------------------------------------------------------------
 
     def write_batch(self, conn: Connection, batch: ReducedBatch) -> BatchWriteCounts:
@@ -402,6 +418,7 @@ class DWHRepository(ConfigurableResource):
 
 
 _ADVISORY_DDL_LOCK = 0x616D706C  # "ampl"
+_FILE_LOCK_SPACE = 0x66696C65  # "file"
 
 
 def _is_transient(error: DBAPIError) -> bool:

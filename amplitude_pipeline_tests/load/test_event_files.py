@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from amplitude_pipeline.load.event_files import EventFileLoadError, load_event_file
+from amplitude_pipeline.load.event_files import EventFileLoadError, FileLoadInProgressError, load_event_file
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
@@ -245,3 +245,14 @@ def _clean_load(
     key = upload_events(store, f"{schema}.jsonl.gz", events)
     load_event_file(reference, store, key, batch_size=100_000)
     return reference
+
+
+def test_a_file_being_loaded_by_another_run_is_refused(dwh, raw_event_store):
+    key = upload_events(raw_event_store, "file.jsonl.gz", [event("2024-01-08 10:00:00", ehr_id="E1")])
+    with (
+        dwh.file_load_lock(key) as held,
+        pytest.raises(FileLoadInProgressError, match="another run is loading"),
+    ):
+        assert held
+        load_event_file(dwh, raw_event_store, key)
+    assert load_event_file(dwh, raw_event_store, key).records == 1
