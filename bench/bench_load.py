@@ -78,7 +78,6 @@ def stage_transform(path: Path, batch_size: int) -> int:
             count += 1
             if count % batch_size == 0:
                 batch = ReducedBatch()
-                memo.clear()
     return count
 
 
@@ -160,7 +159,7 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=700_000)
     parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=100_000, help="the loader's default")
     parser.add_argument("--stages", default="parse,transform,load")
     parser.add_argument("--run-stage", help=argparse.SUPPRESS)
     args = parser.parse_args()

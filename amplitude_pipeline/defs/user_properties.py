@@ -104,6 +104,7 @@ def table_materializations(dwh: DWHRepository, result: FileLoadResult) -> Iterat
         "file_key": result.file_key,
         "records_read": MetadataValue.int(result.records),
         "skipped_without_identity": MetadataValue.int(result.skipped_without_identity),
+        "blank_lines": MetadataValue.int(result.blank_lines),
         "started_after_line": MetadataValue.int(result.started_after),
         "last_successful_line": MetadataValue.int(result.last_successful_line),
         "already_loaded": result.already_loaded,

@@ -39,7 +39,6 @@ class FileLoadResult(WriteTotals):
     etag: str
     started_after: int
     last_successful_line: int = START_OF_FILE
-    lines_read: int = 0
     records: int = 0
     blank_lines: int = 0
     batches: int = 0
@@ -128,7 +127,9 @@ def _load_locked_file(
 
         batch = ReducedBatch()
         memo = UserPropertiesMemo()
+        parse = orjson.loads
         line_index = START_OF_FILE
+        lines_in_batch = 0
         with _BatchCommitter(dwh, result) as committer, _long_lived_objects_frozen():
             numbered_lines = enumerate(lines)
             while True:
@@ -140,21 +141,20 @@ def _load_locked_file(
                     committer.fail(batch, line_index + 1, f"could not read the object: {error}")
                 if line_index <= begin_after:
                     continue
-                result.lines_read += 1
+                lines_in_batch += 1
                 if not line or line.isspace():
                     result.blank_lines += 1
                 else:
                     try:
-                        record = transform_single_record(orjson.loads(line), mappings, memo)
+                        record = transform_single_record(parse(line), mappings, memo)
                     except orjson.JSONDecodeError as error:
                         committer.fail(batch, line_index, f"malformed JSON line: {error}")
                     except RecordError as error:
                         committer.fail(batch, line_index, str(error))
                     batch.add(record, line_index)
-                if result.lines_read % batch_size == 0:
+                if lines_in_batch == batch_size:
                     committer.submit(batch, line_index, finished=False)
-                    batch = ReducedBatch()
-                    memo.clear()
+                    batch, lines_in_batch = ReducedBatch(), 0
             committer.submit(batch, max(line_index, begin_after), finished=True)
     return result
 

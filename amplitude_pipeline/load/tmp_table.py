@@ -80,9 +80,10 @@ def migrate_tmp_user_properties(
     dwh: DWHRepository, *, page_size: int = DEFAULT_PAGE_SIZE, log: Log | None = None
 ) -> MigrationResult:
     result = MigrationResult()
+    memo = UserPropertiesMemo()
     while True:
         try:
-            outcome = dwh.run_in_transaction(lambda conn: _migrate_page(dwh, conn, page_size))
+            outcome = dwh.run_in_transaction(lambda conn: _migrate_page(dwh, conn, page_size, memo))
         except DBAPIError as error:
             raise TmpRowMigrationError(
                 result, None, f"DWH write failed: {type(error.orig).__name__}: {error.orig}"
@@ -101,7 +102,9 @@ def migrate_tmp_user_properties(
             return result
 
 
-def _migrate_page(dwh: DWHRepository, conn: Connection, page_size: int) -> _PageOutcome:
+def _migrate_page(
+    dwh: DWHRepository, conn: Connection, page_size: int, memo: UserPropertiesMemo
+) -> _PageOutcome:
     tmp = dwh.tables.tmp
     rows = conn.execute(
         select(tmp.c.uuid, tmp.c.amplitude_id, tmp.c.user_properties, tmp.c.event_time)
@@ -113,7 +116,6 @@ def _migrate_page(dwh: DWHRepository, conn: Connection, page_size: int) -> _Page
     batch = ReducedBatch()
     outcome = _PageOutcome(rows=len(rows), migrated=0, skipped_without_identity=0)
     migrated: list[str] = []
-    memo = UserPropertiesMemo()
     for position, row in enumerate(rows):
         try:
             record = transform_single_record(dict(row._mapping), dwh.mappings, memo)

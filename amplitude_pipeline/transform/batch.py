@@ -57,7 +57,9 @@ class ChangeableCandidate:
         )
 
 
-UserKey = tuple[str, str | int]
+# An ehr_id (text) or, for anonymous records, an amplitude_id (integer): the types keep the
+# two identities apart in one dict.
+UserKey = str | int
 
 
 @dataclass
@@ -71,50 +73,40 @@ class ReducedBatch:
         return self.records
 
     def add(self, record: TransformedRecord, line: int) -> None:
+        """Fold one record into the candidates (a hot path: one call per event)."""
         self.records += 1
-        if record.ehr_id is not None:
-            self._add_permanent(record, line)
-            user: UserKey = ("ehr_id", record.ehr_id)
-        elif record.amplitude_id is not None:
-            user = ("amplitude_id", record.amplitude_id)
+        record_uuid, event_time, amplitude_id, ehr_id, permanent, changeable = record
+        user: UserKey
+        if ehr_id is not None:
+            user = ehr_id
+            fixed = self.permanent.get(ehr_id)
+            if fixed is None:
+                self.permanent[ehr_id] = PermanentCandidate(
+                    ehr_id, record_uuid, event_time, line, list(permanent), permanent
+                )
+            elif event_time < fixed.event_time:
+                fixed.values = _first_non_null(permanent, fixed.values)
+                fixed.uuid, fixed.event_time, fixed.line = record_uuid, event_time, line
+                fixed.merged = permanent
+            elif permanent is not fixed.merged:
+                if None in fixed.values:
+                    fixed.values = _first_non_null(fixed.values, permanent)
+                fixed.merged = permanent
+        elif amplitude_id is not None:
+            user = amplitude_id
         else:
             self.skipped_without_identity += 1
             return
-        self._add_changeable(user, record, line)
 
-    def _add_permanent(self, record: TransformedRecord, line: int) -> None:
-        assert record.ehr_id is not None
-        current = self.permanent.get(record.ehr_id)
-        if current is None:
-            self.permanent[record.ehr_id] = PermanentCandidate(
-                record.ehr_id, record.uuid, record.event_time, line, list(record.permanent), record.permanent
-            )
-            return
-        if record.event_time < current.event_time:
-            current.values = _first_non_null(record.permanent, current.values)
-            current.uuid, current.event_time, current.line = record.uuid, record.event_time, line
-        elif record.permanent is not current.merged and None in current.values:
-            current.values = _first_non_null(current.values, record.permanent)
-        current.merged = record.permanent
-
-    def _add_changeable(self, user: UserKey, record: TransformedRecord, line: int) -> None:
-        current = self.changeable.get(user)
-        if current is None:
+        latest = self.changeable.get(user)
+        if latest is None:
             self.changeable[user] = ChangeableCandidate(
-                record.ehr_id, record.amplitude_id, record.uuid, record.event_time, line, record.changeable
+                ehr_id, amplitude_id, record_uuid, event_time, line, changeable
             )
-            return
-        if record.event_time < current.event_time or record.changeable == current.values:
-            return
-        self.changeable[user] = ChangeableCandidate(
-            record.ehr_id,
-            record.amplitude_id,
-            record.uuid,
-            record.event_time,
-            line,
-            record.changeable,
-            changed_in_batch=True,
-        )
+        elif event_time >= latest.event_time and changeable != latest.values:
+            self.changeable[user] = ChangeableCandidate(
+                ehr_id, amplitude_id, record_uuid, event_time, line, changeable, changed_in_batch=True
+            )
 
 
 def _first_non_null(preferred: Any, fallback: Any) -> list[Any]:

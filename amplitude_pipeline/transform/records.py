@@ -322,19 +322,26 @@ class UserPropertiesMemo:
     Every event carries the user's whole snapshot, and a user has few versions of it, so most
     events repeat the snapshot of the user's previous event. Comparing two dicts is far
     cheaper than converting one. Equality alone is not enough (``1 == 1.0 == True`` while
-    their text forms differ), so the value types must match too. Memory grows with the
-    number of users; ``clear`` it between batches.
+    their text forms differ), so the value types must match too. It holds at most
+    ``max_users`` snapshots (a few KiB each) and starts afresh when full, so memory is
+    bounded however many users a file has.
     """
 
-    __slots__ = ("_last",)
+    __slots__ = ("_last", "_max_users")
 
-    def __init__(self) -> None:
+    def __init__(self, max_users: int = 50_000) -> None:
         self._last: dict[Any, tuple[Mapping[str, Any], tuple[type, ...], _Converted]] = {}
+        self._max_users = max_users
+
+    def __len__(self) -> int:
+        return len(self._last)
 
     def transform(
         self, user_properties: Mapping[str, Any], amplitude_id: int | None, mappings: FieldMappings
     ) -> _Converted:
-        user = (user_properties.get(mappings.identity_key), amplitude_id)
+        user = user_properties.get(mappings.identity_key)
+        if user is None:
+            user = amplitude_id
         value_types = tuple(map(type, user_properties.values()))
         try:
             cached = self._last.get(user)
@@ -343,11 +350,10 @@ class UserPropertiesMemo:
         if cached is not None and cached[1] == value_types and cached[0] == user_properties:
             return cached[2]
         converted = transform_user_properties(user_properties, mappings)
+        if cached is None and len(self._last) >= self._max_users:
+            self._last.clear()
         self._last[user] = (user_properties, value_types, converted)
         return converted
-
-    def clear(self) -> None:
-        self._last.clear()
 
 
 def compare_changeable(a: Sequence[Any], b: Sequence[Any]) -> bool:

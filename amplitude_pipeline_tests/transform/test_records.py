@@ -268,3 +268,15 @@ def test_the_memo_converts_again_an_equal_value_of_another_json_type(mappings: F
     transform_single_record(make_event(ehr_id="E1", city=1), mappings, memo)
     as_true = transform_single_record(make_event(ehr_id="E1", city=True), mappings, memo)
     assert as_true.changeable[1] == "true"
+
+
+def test_a_full_memo_starts_afresh_and_stays_correct(mappings: FieldMappings) -> None:
+    memo = UserPropertiesMemo(max_users=2)
+    cities = {}
+    for user in range(5):
+        record = transform_single_record(make_event(ehr_id=f"E{user}", city=f"c{user}"), mappings, memo)
+        cities[record.ehr_id] = record.changeable[1]
+    again = transform_single_record(make_event(ehr_id="E0", city="c0"), mappings, memo)
+    assert cities == {f"E{user}": f"c{user}" for user in range(5)}
+    assert again.changeable[1] == "c0"
+    assert len(memo) <= 2
