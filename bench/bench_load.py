@@ -179,7 +179,8 @@ def main() -> None:
         )  # fmt: skip
         measured = json.loads(completed.stdout.strip().splitlines()[-1])
         report["stages"][stage] = measured
-        extra = completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else ""
+        details = [line for line in completed.stderr.splitlines() if line.startswith("{")]
+        extra = details[-1] if details else ""
         print(
             f"{stage:>10}: {measured['events_per_second']:>9,} events/s  "
             f"{measured['seconds']:>7.2f} s  peak RSS {measured['peak_rss_mib']:>7.1f} MiB  {extra}"
