@@ -1,10 +1,12 @@
 """The S3 event-file loader against real SeaweedFS and PostgreSQL (CONTRACT §6, §7)."""
 
+import gzip
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -256,3 +258,19 @@ def test_a_file_being_loaded_by_another_run_is_refused(dwh, raw_event_store):
         assert held
         load_event_file(dwh, raw_event_store, key)
     assert load_event_file(dwh, raw_event_store, key).records == 1
+
+
+def test_a_truncated_object_fails_after_its_last_whole_line_and_keeps_the_lines_before(dwh, raw_event_store):
+    events = [event(f"2024-01-08 {i // 60:02d}:{i % 60:02d}:00", ehr_id=f"E{i}") for i in range(200)]
+    body = gzip.compress(b"".join(orjson.dumps(item) + b"\n" for item in events))
+    key = f"{raw_event_store.prefix}/truncated.jsonl.gz"
+    raw_event_store.s3.get_client().put_object(
+        Bucket=raw_event_store.bucket, Key=key, Body=body[: len(body) // 2]
+    )
+
+    with pytest.raises(EventFileLoadError, match="could not read the object") as failure:
+        load_event_file(dwh, raw_event_store, key)
+    loaded = failure.value.metadata["last_successful_line"] + 1
+    assert 0 < loaded < 200
+    assert failure.value.metadata["failed_line"] == loaded
+    assert len(rows(dwh, "changeable")) == loaded
