@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_simulator import SimulatorServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAPPINGS = REPO_ROOT / "field_mappings.yaml"
@@ -30,6 +31,17 @@ def _require_stack() -> None:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def server(shared_server: SimulatorServer) -> Iterator[SimulatorServer]:
+    """The package's ``shared_server`` (each package configures its own) with no faults queued
+    and an empty request log, before and after the test."""
+    shared_server.clear_faults()
+    shared_server.clear_requests()
+    yield shared_server
+    shared_server.clear_faults()
+    shared_server.clear_requests()
 
 
 @pytest.fixture(scope="session")

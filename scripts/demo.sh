@@ -7,13 +7,8 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-scripts/bootstrap.sh
-scripts/stack.sh start
-set -a
-# shellcheck disable=SC1091
-source .local/stack/stack.env
-set +a
-export PATH="$REPO/.venv/bin:$PATH"
+# shellcheck source=scripts/local_env.sh
+source scripts/local_env.sh
 
 WEEKS=(2024-01-01 2024-01-08)
 for week in "${WEEKS[@]}"; do

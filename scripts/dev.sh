@@ -3,10 +3,6 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-scripts/bootstrap.sh
-scripts/stack.sh start
-set -a
-# shellcheck disable=SC1091
-source .local/stack/stack.env
-set +a
-exec .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"
+# shellcheck source=scripts/local_env.sh
+source scripts/local_env.sh
+exec dagster dev -w workspace.yaml -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"

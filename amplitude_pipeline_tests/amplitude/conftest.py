@@ -1,4 +1,4 @@
-"""One simulator server shared by this package's tests; faults and request log reset per test."""
+"""One simulator server shared by this package's tests (``server``, in the root conftest, resets it per test)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,6 @@ from amplitude_simulator import SimulatorServer
 def shared_server() -> Iterator[SimulatorServer]:
     with SimulatorServer(CONFIG, api_key=API_KEY, secret_key=SECRET_KEY) as server:
         yield server
-
-
-@pytest.fixture
-def server(shared_server: SimulatorServer) -> Iterator[SimulatorServer]:
-    shared_server.clear_faults()
-    shared_server.clear_requests()
-    yield shared_server
-    shared_server.clear_faults()
-    shared_server.clear_requests()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A simulator server shared by the HTTP tests of this package (faults and log reset per test)."""
+"""The simulator server shared by this package's HTTP tests (the root conftest's ``server`` resets it)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,3 @@ from amplitude_simulator.server import SimulatorServer
 def shared_server() -> Iterator[SimulatorServer]:
     with SimulatorServer(SERVER_CONFIG, api_key=API_KEY, secret_key=SECRET_KEY) as server:
         yield server
-
-
-@pytest.fixture
-def server(shared_server: SimulatorServer) -> Iterator[SimulatorServer]:
-    shared_server.clear_faults()
-    shared_server.clear_requests()
-    yield shared_server
-    shared_server.clear_faults()
-    shared_server.clear_requests()
