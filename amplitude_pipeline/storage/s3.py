@@ -3,7 +3,7 @@
 import queue
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +66,11 @@ class RawEventStore(ConfigurableResource):
         response: dict[str, Any] = self.s3.get_client().get_object(Bucket=self.bucket, Key=key)
         body = response["Body"]
         stored = StoredObject(key=key, etag=response["ETag"].strip('"'), size=response["ContentLength"])
+        lines = iter_gzip_lines(body)
         try:
-            yield stored, iter_gzip_lines(body)
+            yield stored, lines
         finally:
+            lines.close()  # stops the read-ahead thread before its stream goes away
             body.close()
 
 
@@ -76,7 +78,7 @@ class _Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
-def iter_gzip_lines(stream: _Readable, chunk_size: int = _READ_CHUNK) -> Iterator[bytes]:
+def iter_gzip_lines(stream: _Readable, chunk_size: int = _READ_CHUNK) -> Generator[bytes, None, None]:
     """The lines (without their newline) of a gzip stream of one or more members.
 
     Reading and decompressing run on a thread of their own, a few chunks ahead: zlib releases
