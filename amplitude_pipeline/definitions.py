@@ -15,6 +15,11 @@ from amplitude_pipeline.defs.tmp_migration import (
 )
 from amplitude_pipeline.defs.user_properties import user_properties_tables
 from amplitude_pipeline.settings import SETTINGS
+from amplitude_pipeline.transform.mapping import load_field_mappings
+
+# CONTRACT §5: the mapping is validated at start-up, so a broken field_mappings.yaml stops the
+# code location from loading (the error names the entry) instead of failing runs later.
+load_field_mappings(SETTINGS.field_mappings_path)
 
 defs = Definitions(
     assets=[amplitude_events, user_properties_tables, tmp_user_properties],

@@ -1,6 +1,8 @@
 """The code location as Dagster loads it (CONTRACT §2, §3); no stack needed."""
 
 import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 
 import pytest
@@ -92,3 +94,17 @@ def test_secrets_are_env_var_names_not_values(resource, field, variable):
     secret = os.environ.get(variable)
     if secret:
         assert secret not in repr(shown)
+
+
+def test_a_broken_mapping_file_stops_the_code_location_from_loading(tmp_path):
+    broken = tmp_path / "field_mappings.yaml"
+    broken.write_text("identity: {ehr_id: ehr_id}\nchangeable:\n  age: {type: integer}\n", encoding="utf-8")
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import amplitude_pipeline"],
+        env={**os.environ, "FIELD_MAPPINGS_PATH": str(broken)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loaded.returncode != 0
+    assert "changeable.age.type" in loaded.stderr
