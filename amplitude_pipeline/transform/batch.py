@@ -69,9 +69,6 @@ class ReducedBatch:
     records: int = 0
     skipped_without_identity: int = 0
 
-    def __len__(self) -> int:
-        return self.records
-
     def add(self, record: TransformedRecord, line: int) -> None:
         """Fold one record into the candidates (a hot path: one call per event)."""
         self.records += 1
@@ -103,6 +100,7 @@ class ReducedBatch:
             self.changeable[user] = ChangeableCandidate(
                 ehr_id, amplitude_id, record_uuid, event_time, line, changeable
             )
+        # compare_changeable's rule, inlined: a plain tuple comparison on the hot path.
         elif event_time >= latest.event_time and changeable != latest.values:
             self.changeable[user] = ChangeableCandidate(
                 ehr_id, amplitude_id, record_uuid, event_time, line, changeable, changed_in_batch=True
