@@ -207,8 +207,16 @@ class _BatchCommitter:
 
     def _run(self) -> None:
         while (work := self._queue.get()) is not None:
-            if self._failure is None:
+            if self._failure is not None:
+                continue  # keep draining, so that the loader never blocks on a full queue
+            try:
                 self._commit(*work)
+            except BaseException as error:  # whatever it is, the load must fail with it
+                self._failure = EventFileLoadError(
+                    self._result,
+                    self._result.last_successful_line + 1,
+                    f"DWH write failed: {describe_write_error(error)}",
+                )
 
     def _commit(self, batch: ReducedBatch, checkpoint: FileCheckpoint) -> None:
         result = self._result
@@ -218,15 +226,7 @@ class _BatchCommitter:
             self._dwh.save_checkpoint(conn, checkpoint)
             return counts
 
-        try:
-            counts = self._dwh.run_in_transaction(write)
-        except DBAPIError as error:
-            self._failure = EventFileLoadError(
-                result,
-                result.last_successful_line + 1,
-                f"DWH write failed: {type(error.orig).__name__}: {error.orig}",
-            )
-            return
+        counts = self._dwh.run_in_transaction(write)
         result.add_batch(counts, batch.skipped_without_identity)
         result.last_successful_line = checkpoint.last_successful_line
         result.records += batch.records
@@ -246,6 +246,12 @@ def _long_lived_objects_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def describe_write_error(error: BaseException) -> str:
+    """The driver's own error for a database failure (SQLAlchemy wraps it), else the exception."""
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    return f"{type(cause).__name__}: {cause}"
 
 
 def _info(log: Log | None, message: str) -> None:

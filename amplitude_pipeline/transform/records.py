@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 from amplitude_pipeline.transform.casts import (
+    BIGINT_MAX,
+    BIGINT_MIN,
     ColumnType,
     ConversionFailure,
     as_utc,
@@ -257,8 +259,12 @@ def _record_event_time(record: Mapping[str, Any]) -> datetime:
 
 def _record_amplitude_id(record: Mapping[str, Any]) -> int | None:
     value = record.get("amplitude_id")
-    if value is None or type(value) is int:
+    if value is None:
         return value
+    if type(value) is int:
+        if BIGINT_MIN <= value <= BIGINT_MAX:
+            return value
+        raise MalformedRecordError("amplitude_id", value, "out of the 64-bit range of a bigint column")
     raise MalformedRecordError("amplitude_id", value, f"expected an integer, got {describe_json_kind(value)}")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -274,3 +275,58 @@ def test_a_truncated_object_fails_after_its_last_whole_line_and_keeps_the_lines_
     assert 0 < loaded < 200
     assert failure.value.metadata["failed_line"] == loaded
     assert len(rows(dwh, "changeable")) == loaded
+
+
+def numbered_events(count: int) -> list[dict[str, Any]]:
+    return [
+        event(f"2024-01-08 10:{i // 60:02d}:{i % 60:02d}", ehr_id=f"E{i}", amplitude_id=100 + i)
+        for i in range(count)
+    ]
+
+
+class TestNoLineIsLostSilently:
+    """Issue 9, item 1: a failure on the batch-committer thread must fail the load, never hang it."""
+
+    @pytest.mark.timeout(60)
+    def test_an_amplitude_id_beyond_bigint_stops_at_its_line(self, dwh, raw_event_store):
+        events = numbered_events(10)
+        events[5]["amplitude_id"] = 2**63
+        key = upload_events(raw_event_store, "file.jsonl.gz", events)
+
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(dwh, raw_event_store, key, batch_size=2)
+
+        assert (failure.value.failed_line, failure.value.result.last_successful_line) == (5, 4)
+        assert "amplitude_id" in failure.value.error_message
+        assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {f"E{i}" for i in range(5)}
+        assert dwh.get_checkpoint(key).last_successful_line == 4
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize(
+        "error",
+        [psycopg.errors.NumericValueOutOfRange("value out of range"), RuntimeError("a bug in the writer")],
+        ids=["psycopg-error", "any-exception"],
+    )
+    def test_a_commit_that_raises_fails_the_load_after_the_batches_before_it(
+        self, dwh, raw_event_store, monkeypatch, error
+    ):
+        key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(10))
+        real_write_batch = DWHRepository.write_batch
+        calls = []
+
+        def write_batch_failing_on_the_second(self, conn, batch):
+            calls.append(batch.records)
+            if len(calls) == 2:
+                raise error
+            return real_write_batch(self, conn, batch)
+
+        monkeypatch.setattr(DWHRepository, "write_batch", write_batch_failing_on_the_second)
+
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(dwh, raw_event_store, key, batch_size=2)
+
+        assert failure.value.metadata["failed_line"] == 2
+        assert failure.value.metadata["last_successful_line"] == 1
+        assert str(error) in failure.value.error_message
+        assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {"E0", "E1"}
+        assert dwh.get_checkpoint(key).last_successful_line == 1

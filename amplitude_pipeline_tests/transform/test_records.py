@@ -171,6 +171,8 @@ def test_non_canonical_uuid_text_is_normalised(mappings: FieldMappings) -> None:
         ("event_time", 1704700000, "expected a 'YYYY-MM-DD HH:MM:SS' string"),
         ("amplitude_id", "987", "expected an integer"),
         ("amplitude_id", True, "expected an integer"),
+        ("amplitude_id", 2**63, "out of the 64-bit range"),
+        ("amplitude_id", -(2**63) - 1, "out of the 64-bit range"),
         ("user_properties", MISSING, "missing"),
         ("user_properties", None, "expected a JSON object, got null"),
         ("user_properties", "{}", "expected a JSON object, got a string"),
