@@ -7,9 +7,9 @@ import pytest
 from dagster import AssetCheckSeverity, Definitions, ExecuteInProcessResult, materialize
 from sqlalchemy import inspect
 
-from amplitude_pipeline.defs.checks import user_properties_keys_known
-from amplitude_pipeline.defs.events import amplitude_events
-from amplitude_pipeline.defs.user_properties import user_properties_tables
+from amplitude_pipeline.defs.amplitude.assets import amplitude_events
+from amplitude_pipeline.defs.amplitude.checks import user_properties_keys_known
+from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
 from amplitude_pipeline.storage.dwh import PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import (

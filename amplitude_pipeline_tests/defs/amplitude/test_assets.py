@@ -6,7 +6,7 @@ from datetime import date
 import pytest
 from dagster import materialize
 
-from amplitude_pipeline.defs.events import amplitude_events
+from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import (
     SMALL_WEEK,

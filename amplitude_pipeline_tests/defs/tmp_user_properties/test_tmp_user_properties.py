@@ -19,10 +19,10 @@ from dagster import (
     instance_for_test,
 )
 
-from amplitude_pipeline.defs.tmp_migration import (
+from amplitude_pipeline.defs.tmp_user_properties.assets import tmp_user_properties
+from amplitude_pipeline.defs.tmp_user_properties.jobs import migrate_tmp_user_properties
+from amplitude_pipeline.defs.tmp_user_properties.sensors import (
     MIGRATION_JOB,
-    migrate_tmp_user_properties_job,
-    tmp_user_properties,
     tmp_user_properties_backlog_sensor,
 )
 from amplitude_pipeline.load.tmp_table import backlog
@@ -42,7 +42,7 @@ def instance() -> Iterator[DagsterInstance]:
 
 
 def run_migration(dwh: DWHRepository, instance: DagsterInstance, page_size: int) -> ExecuteInProcessResult:
-    defs = Definitions(jobs=[migrate_tmp_user_properties_job], resources={"dwh": dwh})
+    defs = Definitions(jobs=[migrate_tmp_user_properties], resources={"dwh": dwh})
     return defs.resolve_job_def(MIGRATION_JOB).execute_in_process(
         run_config={"ops": {OP_NAME: {"config": {"page_size": page_size}}}},
         instance=instance,

@@ -8,7 +8,7 @@ from dagster import (
     asset_check,
 )
 
-from amplitude_pipeline.defs.events import amplitude_events
+from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline.transform.audit import AuditReport, audit_user_properties

@@ -1,0 +1,58 @@
+"""``migrate_tmp_user_properties``: the tmp table's unmigrated rows into the two tables."""
+
+from collections.abc import Iterator
+
+from dagster import AssetMaterialization, Config, Failure, MetadataValue, OpExecutionContext, job, op
+from pydantic import Field
+
+from amplitude_pipeline.defs.metadata import write_counts_metadata
+from amplitude_pipeline.load import tmp_table
+from amplitude_pipeline.load.tmp_table import DEFAULT_PAGE_SIZE, MigrationResult, TmpRowMigrationError
+from amplitude_pipeline.storage.dwh import TMP_TABLE, DWHRepository
+
+
+class MigrationConfig(Config):
+    page_size: int = Field(default=DEFAULT_PAGE_SIZE, gt=0, description="Rows per page and per transaction.")
+
+
+@op(out={})
+def migrate_tmp_user_properties_pages(
+    context: OpExecutionContext, config: MigrationConfig, dwh: DWHRepository
+) -> Iterator[AssetMaterialization]:
+    dwh.ensure_schema()
+    try:
+        result = tmp_table.migrate_tmp_user_properties(dwh, page_size=config.page_size, log=context.log)
+    except TmpRowMigrationError as error:
+        # Yielded rather than context.log_event(): Dagster drops logged events when the op raises,
+        # and the pages committed before the bad row must still be recorded.
+        yield from table_materializations(dwh, error.result)
+        raise Failure(description=str(error), metadata=error.metadata) from error
+    yield from table_materializations(dwh, result)
+
+
+def table_materializations(dwh: DWHRepository, result: MigrationResult) -> Iterator[AssetMaterialization]:
+    """One materialization per table that this migration wrote to."""
+    for table, counts in (
+        (dwh.tables.permanent, result.permanent),
+        (dwh.tables.changeable, result.changeable),
+    ):
+        if counts.candidates == 0:
+            continue
+        yield AssetMaterialization(
+            asset_key=table.name,
+            description=f"migrated from {TMP_TABLE}",
+            metadata={
+                "source": TMP_TABLE,
+                "rows_migrated": MetadataValue.int(result.rows_migrated),
+                "pages": MetadataValue.int(result.pages),
+                "skipped_without_identity": MetadataValue.int(result.skipped_without_identity),
+                **write_counts_metadata(counts),
+                "dagster/row_count": MetadataValue.int(dwh.count_rows(table)),
+                "duration_seconds": MetadataValue.float(result.duration_seconds),
+            },
+        )
+
+
+@job(description=f"Migrate unmigrated {TMP_TABLE} rows into the two tables, page by page.")
+def migrate_tmp_user_properties() -> None:
+    migrate_tmp_user_properties_pages()

@@ -1,0 +1,43 @@
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
+)
+
+from amplitude_pipeline.defs.tmp_user_properties.jobs import migrate_tmp_user_properties
+from amplitude_pipeline.load.tmp_table import backlog
+from amplitude_pipeline.storage.dwh import TMP_TABLE, DWHRepository
+
+MIGRATION_JOB = migrate_tmp_user_properties.name
+_UNFINISHED_RUN_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+@sensor(
+    job=migrate_tmp_user_properties,
+    minimum_interval_seconds=300,
+    default_status=DefaultSensorStatus.STOPPED,
+    description=f"Starts {MIGRATION_JOB} when {TMP_TABLE} has unmigrated rows and no migration is running "
+    "(an alternative to the hourly schedule).",
+)
+def tmp_user_properties_backlog_sensor(
+    context: SensorEvaluationContext, dwh: DWHRepository
+) -> RunRequest | SkipReason:
+    running = context.instance.get_run_records(
+        RunsFilter(job_name=MIGRATION_JOB, statuses=_UNFINISHED_RUN_STATUSES), limit=1
+    )
+    if running:
+        return SkipReason(f"{MIGRATION_JOB} is already running ({running[0].dagster_run.run_id})")
+    dwh.ensure_schema()
+    state = backlog(dwh)
+    if state.unmigrated_rows == 0:
+        return SkipReason(f"{TMP_TABLE} has no unmigrated rows")
+    return RunRequest(tags={"unmigrated_rows": str(state.unmigrated_rows)})
