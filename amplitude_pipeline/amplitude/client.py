@@ -20,22 +20,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import requests
 
 from amplitude_pipeline.amplitude.archive import ArchiveError, append_archive_events
+from amplitude_pipeline.log import Log
 
 DEFAULT_EXPORT_URL = "https://amplitude.com/api/2/export"
 _DOWNLOAD_CHUNK = 1 << 20
 _TOO_MUCH_DATA = frozenset({400, 504})
 _BAD_CREDENTIALS = frozenset({401, 403})
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-
-
-class Log(Protocol):
-    def info(self, msg: str, /) -> object: ...
-    def warning(self, msg: str, /) -> object: ...
 
 
 class AmplitudeExportError(Exception):

@@ -8,9 +8,9 @@ from pydantic import Field
 from amplitude_pipeline.amplitude.client import (
     DEFAULT_EXPORT_URL,
     AmplitudeExportClient,
-    Log,
     RetryPolicy,
 )
+from amplitude_pipeline.log import Log
 
 
 class AmplitudeExportResource(ConfigurableResource):

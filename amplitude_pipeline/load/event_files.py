@@ -22,8 +22,8 @@ from botocore.exceptions import BotoCoreError
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from amplitude_pipeline.amplitude.client import Log
 from amplitude_pipeline.load.totals import WriteTotals
+from amplitude_pipeline.log import Log
 from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository, FileCheckpoint
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline.transform.batch import ReducedBatch

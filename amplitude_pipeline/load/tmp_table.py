@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import DBAPIError
 
-from amplitude_pipeline.amplitude.client import Log
 from amplitude_pipeline.load.totals import WriteTotals
+from amplitude_pipeline.log import Log
 from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository
 from amplitude_pipeline.transform.batch import ReducedBatch
 from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
