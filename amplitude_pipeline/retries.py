@@ -58,26 +58,35 @@ def retrying(
     or ``for attempt in retrying(...): with attempt: ...``.
 
     ``server_wait`` reads a failure's own requested wait (``Retry-After``), if any.
+    Warnings are written in ``before_sleep``, which runs only when a wait follows: tenacity
+    computes the wait before it checks the attempts left, so a warning written while computing
+    it would announce a wait that the last attempt never makes.
     """
     logger: Log = log or _logger
 
+    def failure(state: tenacity.RetryCallState) -> BaseException | None:
+        return state.outcome.exception() if state.outcome is not None else None
+
+    def asked_wait(state: tenacity.RetryCallState) -> float | None:
+        error = failure(state)
+        return server_wait(error) if server_wait is not None and error is not None else None
+
     def wait(state: tenacity.RetryCallState) -> float:
         jittered = settings.backoff(state.attempt_number)
-        error = state.outcome.exception() if state.outcome is not None else None
-        asked = server_wait(error) if server_wait is not None and error is not None else None
+        asked = asked_wait(state)
         if asked is None:
             return jittered
-        if asked > settings.max_server_wait_seconds:
+        return max(min(asked, settings.max_server_wait_seconds), jittered)
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = failure(state)
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
+        asked = asked_wait(state)
+        if asked is not None and asked > settings.max_server_wait_seconds:
             logger.warning(
                 f"{what}: the server asked to wait {asked:.0f} s before retrying; waiting "
                 f"{settings.max_server_wait_seconds:.0f} s instead (max_server_wait_seconds)"
             )
-            asked = settings.max_server_wait_seconds
-        return max(asked, jittered)
-
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome is not None else None
-        delay = state.next_action.sleep if state.next_action is not None else 0.0
         logger.warning(
             f"{what}: {shorten(describe_error(error))}; attempt {state.attempt_number} of "
             f"{settings.attempts} failed, retrying in {delay:.1f} s"

@@ -98,3 +98,21 @@ def test_a_retry_after_beyond_the_cap_is_cut_and_said() -> None:
     )(call)
     assert sleeps == [60.0]
     assert "asked to wait 3600 s before retrying; waiting 60 s instead" in log.warnings[0]
+
+
+def test_the_last_attempt_announces_no_wait_it_will_not_make() -> None:
+    log, sleeps = RecordingLog(), []
+    call, calls = flaky([Transient(retry_after=3600.0), Transient(retry_after=3600.0)])
+    settings = RetrySettings(attempts=2, max_server_wait_seconds=60.0)
+    with pytest.raises(Transient):
+        retrying(
+            "export",
+            lambda e: isinstance(e, Transient),
+            settings=settings,
+            log=log,
+            server_wait=lambda e: getattr(e, "retry_after", None),
+            sleep=sleeps.append,
+        )(call)
+    assert (len(calls), sleeps) == (2, [60.0])
+    assert sum("asked to wait 3600 s" in warning for warning in log.warnings) == 1
+    assert "attempt 2 of 2" not in " ".join(log.warnings)
