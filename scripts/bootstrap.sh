@@ -34,4 +34,27 @@ if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
     exit 1
   fi
 fi
+
+# The local stack's Pushgateway (CONTRACT §8). stack.sh runs the binary itself on its own
+# port; the package's init script would start a system service on :9091, which a
+# policy-rc.d that refuses every start prevents (Docker images ship one; elsewhere it is
+# put in place for the install only). Only a start is refused: the unit stays enabled.
+if [ ! -x /usr/bin/prometheus-pushgateway ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing prometheus-pushgateway from Debian"
+    temporary_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      temporary_policy=/usr/sbin/policy-rc.d
+      printf '#!/bin/sh\n# bootstrap.sh: no service starts while it installs packages\nexit 101\n' >"$temporary_policy"
+      chmod 755 "$temporary_policy"
+      trap 'rm -f "$temporary_policy"' EXIT
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-pushgateway >/dev/null
+    if [ -n "$temporary_policy" ]; then rm -f "$temporary_policy"; trap - EXIT; fi
+  else
+    log "the Pushgateway is missing: install Debian's 'prometheus-pushgateway' package (needs root)"
+    exit 1
+  fi
+fi
 log "ready"

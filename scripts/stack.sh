@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The local stack: PostgreSQL (DWH + Dagster instance), SeaweedFS as S3, the Amplitude simulator.
+# The local stack: PostgreSQL (DWH + Dagster instance), SeaweedFS as S3, the Amplitude simulator,
+# a Prometheus Pushgateway for the runs' metrics.
 #
 #   scripts/stack.sh start|stop|status|env
 #
@@ -16,6 +17,7 @@ VENV_BIN="${VENV_BIN:-$REPO/.venv/bin}"
 PG_PORT="${STACK_PG_PORT:-55432}"
 S3_PORT="${STACK_S3_PORT:-18333}"
 SIM_PORT="${STACK_SIM_PORT:-18080}"
+PUSHGATEWAY_PORT="${STACK_PUSHGATEWAY_PORT:-19091}"
 # SeaweedFS runs master, volume, filer, S3 and admin in one process; every port is set so
 # that nothing collides with another stack or a default-port service on the machine.
 WEED_MASTER_PORT="${STACK_WEED_MASTER_PORT:-19333}"
@@ -141,6 +143,19 @@ start_simulator() {
   wait_for_port "$SIM_PORT" simulator
 }
 
+start_pushgateway() {
+  if pid_alive "$STACK_DIR/pushgateway.pid"; then log "pushgateway already running"; return 0; fi
+  [ -x /usr/bin/prometheus-pushgateway ] || { log "prometheus-pushgateway not found (run scripts/bootstrap.sh)"; return 1; }
+  mkdir -p "$STACK_DIR/pushgateway"
+  log "pushgateway on 127.0.0.1:$PUSHGATEWAY_PORT"
+  # The persistence file is set: Debian's default is /var/lib/prometheus, a system service's.
+  setsid /usr/bin/prometheus-pushgateway --web.listen-address="127.0.0.1:$PUSHGATEWAY_PORT" \
+    --persistence.file="$STACK_DIR/pushgateway/metrics.data" --persistence.interval=30s \
+    >"$STACK_DIR/logs/pushgateway.log" 2>&1 </dev/null &
+  echo $! >"$STACK_DIR/pushgateway.pid"
+  wait_for_port "$PUSHGATEWAY_PORT" pushgateway
+}
+
 stop_pidfile() {
   local pidfile=$1 name=$2
   if pid_alive "$pidfile"; then
@@ -167,6 +182,7 @@ export AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
 export AWS_REGION=us-east-1
 export DWH_URL=postgresql+psycopg://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/dwh
 export DWH_SCHEMA=\${DWH_SCHEMA:-public}
+export PROMETHEUS_PUSHGATEWAY_URL=http://127.0.0.1:$PUSHGATEWAY_PORT
 export DAGSTER_PG_URL=postgresql+psycopg2://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/dagster
 export DAGSTER_HOME=$REPO/.local/dagster_home
 ENV
@@ -184,11 +200,13 @@ case "$cmd" in
     start_postgres
     start_seaweedfs
     start_simulator
+    start_pushgateway
     prepare_dagster_home
     print_env >"$STACK_DIR/stack.env"
     log "ready; environment: source $STACK_DIR/stack.env"
     ;;
   stop)
+    stop_pidfile "$STACK_DIR/pushgateway.pid" pushgateway
     stop_pidfile "$STACK_DIR/simulator.pid" simulator
     stop_pidfile "$STACK_DIR/weed.pid" seaweedfs
     if [ -f "$STACK_DIR/postgres.started" ]; then
@@ -203,6 +221,7 @@ case "$cmd" in
     if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then echo "postgres: running ($data)"; else echo "postgres: stopped"; fi
     if pid_alive "$STACK_DIR/weed.pid"; then echo "seaweedfs: running"; else echo "seaweedfs: stopped"; fi
     if pid_alive "$STACK_DIR/simulator.pid"; then echo "simulator: running"; else echo "simulator: stopped"; fi
+    if pid_alive "$STACK_DIR/pushgateway.pid"; then echo "pushgateway: running"; else echo "pushgateway: stopped"; fi
     ;;
   env)
     print_env
