@@ -16,6 +16,7 @@ from typing import Final
 
 import orjson
 
+from amplitude_pipeline.text import short_repr, shorten
 from amplitude_pipeline.transform.mapping import FieldMappings
 from amplitude_pipeline.transform.records import (
     ValueConversionError,
@@ -32,12 +33,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_EXAMPLES: Final = 3
-_REPR_LIMIT: Final = 80
-
-
-def _example(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
+_KEY_LIMIT: Final = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +205,7 @@ def audit_user_properties(
             record = orjson.loads(line)
         except orjson.JSONDecodeError as json_error:
             malformed_lines += 1
-            note_malformed("json", line_index, f"not valid JSON: {json_error}")
+            note_malformed("json", line_index, shorten(f"not valid JSON: {json_error}", _KEY_LIMIT))
             continue
 
         envelope_errors = collect_envelope_errors(record)
@@ -221,7 +217,9 @@ def audit_user_properties(
             continue
 
         for record_error in collect_record_errors(record["user_properties"], mappings):
-            key = record_error.key or ""
+            # Findings are grouped by the key as shown: a hostile file's megabyte-long keys cost
+            # neither memory nor a megabyte of report.
+            key = shorten(record_error.key or "", _KEY_LIMIT)
             tally: _Tally
             if isinstance(record_error, ValueConversionError):
                 tally = failures.setdefault(
@@ -232,7 +230,7 @@ def audit_user_properties(
                 )
             else:
                 tally = unknown.setdefault(key, _Tally(0, line_index))
-            tally.add(_example(record_error.value), record_error.reason, max_examples)
+            tally.add(short_repr(record_error.value), shorten(record_error.reason, _KEY_LIMIT), max_examples)
 
     return AuditReport(
         lines_scanned=lines_scanned,

@@ -25,6 +25,10 @@ Cast = Callable[[Any], Any]
 
 BIGINT_MIN: Final = -(2**63)
 BIGINT_MAX: Final = 2**63 - 1
+# orjson keeps integers up to 64 bits exactly and turns larger ones into floats: a float this
+# large may have been an integer literal whose digits are gone.
+_BEYOND_64_BITS: Final = 2.0**64
+_OUT_OF_RANGE: Final = "out of the supported range (years 1 to 9999, in UTC)"
 
 _INT_TEXT: Final = re.compile(r"\s*[+-]?[0-9]+\s*")
 _FLOAT_TEXT: Final = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
@@ -85,6 +89,11 @@ def json_text(value: Any) -> str:
     if kind is float:
         if not math.isfinite(value):
             raise ConversionFailure(f"{value!r} is not a finite number")
+        if abs(value) >= _BEYOND_64_BITS and value.is_integer():
+            raise ConversionFailure(
+                "a whole number beyond 64 bits: the JSON parser keeps only its first 17 digits, "
+                "so its text is lost; send it as a string"
+            )
         return repr(value)
     raise ConversionFailure(f"expected a string, number or boolean, got {describe_json_kind(value)}")
 
@@ -210,22 +219,30 @@ def cast_date(value: Any) -> date | None:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """The same instant with tzinfo UTC; a naive datetime is taken to be UTC already."""
+    """The same instant with tzinfo UTC; a naive datetime is taken to be UTC already.
+
+    Raises :class:`ConversionFailure` for an instant that UTC puts outside years 1–9999
+    (``0001-01-01T00:00:00+01:00``).
+    """
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     if moment.tzinfo is UTC:
         return moment
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ConversionFailure(_OUT_OF_RANGE) from None
 
 
 def parse_datetime_utc(text: str) -> datetime:
     """Parse ISO 8601 or Amplitude's ``YYYY-MM-DD HH:MM:SS[.ffffff]`` into an aware UTC datetime."""
     try:
-        return as_utc(datetime.fromisoformat(text))
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         raise ConversionFailure(
             "not a datetime (expected ISO 8601 or YYYY-MM-DD HH:MM:SS[.ffffff])"
         ) from None
+    return as_utc(parsed)
 
 
 def cast_datetime(value: Any) -> datetime | None:

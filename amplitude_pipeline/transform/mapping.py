@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from amplitude_pipeline.text import short_repr, shorten
 from amplitude_pipeline.transform.casts import (
     CASTS,
     COLUMN_TYPES,
@@ -75,7 +76,7 @@ def build_converter(
         if pattern is not None:
             match = pattern.search(text)
             if match is None:
-                raise ConversionFailure(f"does not match regex {pattern.pattern!r}")
+                raise ConversionFailure(f"does not match regex {short_repr(pattern.pattern)}")
             text = match.group(group)
             if text is None:
                 return None
@@ -102,12 +103,12 @@ def _normalise_value_map_key(key: Any) -> str:
         return key
     if isinstance(key, bool):
         raise ValueError(
-            f"key {key!r} was read by YAML as a boolean; quote it ('true', 'yes', 'on', ...) "
+            f"key {short_repr(key)} was read by YAML as a boolean; quote it ('true', 'yes', 'on', ...) "
             "to say which string it matches"
         )
     if isinstance(key, int | float):
         return json_text(key)
-    raise ValueError(f"key {key!r} is not a string; quote it")
+    raise ValueError(f"key {short_repr(key)} is not a string; quote it")
 
 
 class ColumnMapping(BaseModel):
@@ -133,12 +134,12 @@ class ColumnMapping(BaseModel):
     def _name_is_plain_identifier(cls, name: str) -> str:
         if _SQL_IDENTIFIER.fullmatch(name) is None:
             raise ValueError(
-                f"column name {name!r} is not a plain lower-case SQL identifier "
+                f"column name {short_repr(name)} is not a plain lower-case SQL identifier "
                 "(a-z, 0-9 and _, not starting with a digit, at most 63 characters)"
             )
         if name in SYSTEM_COLUMNS:
             raise ValueError(
-                f"column name {name!r} is reserved for a system column ({', '.join(sorted(SYSTEM_COLUMNS))})"
+                f"column name {short_repr(name)} is reserved for a system column ({', '.join(sorted(SYSTEM_COLUMNS))})"
             )
         return name
 
@@ -156,7 +157,7 @@ class ColumnMapping(BaseModel):
             try:
                 re.compile(regex)
             except re.error as error:
-                raise ValueError(f"regex {regex!r} does not compile: {error}") from None
+                raise ValueError(f"regex {short_repr(regex)} does not compile: {error}") from None
         return regex
 
     @field_validator("value_map", mode="before")
@@ -174,7 +175,8 @@ class ColumnMapping(BaseModel):
                 cast(target)
             except ConversionFailure as failure:
                 raise _OptionError(
-                    f"value_map[{key!r}]", f"target {target!r} cannot become {self.type}: {failure.reason}"
+                    f"value_map[{short_repr(key)}]",
+                    f"target {short_repr(target)} cannot become {self.type}: {failure.reason}",
                 ) from None
         return self
 
@@ -216,7 +218,7 @@ class FieldMappings(BaseModel):
         if not self.identity_key:
             raise ValueError("identity.ehr_id: must name a user_properties key")
         if self.identity_key in self.ignore:
-            raise ValueError(f"ignore: {self.identity_key!r} is the identity key")
+            raise ValueError(f"ignore: {short_repr(self.identity_key)} is the identity key")
 
         column_entries: dict[str, str] = {}
         source_entries: dict[str, str] = {self.identity_key: "identity.ehr_id"}
@@ -225,12 +227,14 @@ class FieldMappings(BaseModel):
             entry = f"{section}.{column.name}"
             if column.name in column_entries:
                 raise ValueError(
-                    f"{entry}: column {column.name!r} is also defined as {column_entries[column.name]}"
+                    f"{entry}: column {short_repr(column.name)} is also defined as {column_entries[column.name]}"
                 )
             column_entries[column.name] = entry
             if column.source in source_entries:
                 used_by = source_entries[column.source]
-                raise ValueError(f"{entry}.source: key {column.source!r} is already used by {used_by}")
+                raise ValueError(
+                    f"{entry}.source: key {short_repr(column.source)} is already used by {used_by}"
+                )
             source_entries[column.source] = entry
         return self
 
@@ -280,7 +284,7 @@ class _UniqueKeySafeLoader(yaml.SafeLoader):
                     raise yaml.constructor.ConstructorError(
                         "while constructing a mapping",
                         node.start_mark,
-                        f"found duplicate key {key!r}",
+                        f"found duplicate key {short_repr(key)}",
                         key_node.start_mark,
                     )
                 seen.add(key)
@@ -307,7 +311,7 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return repr(value)
+    return short_repr(value)
 
 
 def _error_message(error: ErrorDetails) -> str:
@@ -320,7 +324,7 @@ def parse_field_mappings(data: Any, source_name: str = "field_mappings.yaml") ->
     """Validate already-parsed YAML data (see :func:`load_field_mappings`)."""
 
     def error_at(entry: str, message: str) -> MappingFileError:
-        return MappingFileError(f"{source_name}: {entry}: {message}")
+        return MappingFileError(f"{source_name}: {shorten(entry, 120)}: {shorten(message)}")
 
     if data is None:
         raise error_at("top level", "the file is empty")
@@ -362,7 +366,7 @@ def _parse_identity(identity: Any, error_at: _ErrorAt) -> str:
     if key is None:
         raise error_at("identity.ehr_id", "missing: name the user_properties key holding the EHR id")
     if not isinstance(key, str) or not key:
-        raise error_at("identity.ehr_id", f"expected a user_properties key, got {key!r}")
+        raise error_at("identity.ehr_id", f"expected a user_properties key, got {short_repr(key)}")
     return key
 
 
@@ -376,7 +380,7 @@ def _parse_ignore(ignore: Any, error_at: _ErrorAt) -> list[str]:
         if not isinstance(key, str) or not key:
             raise error_at(f"ignore[{index}]", f"expected a user_properties key, got {_describe(key)}")
         if key in seen:
-            raise error_at(f"ignore[{index}]", f"key {key!r} is listed twice")
+            raise error_at(f"ignore[{index}]", f"key {short_repr(key)} is listed twice")
         seen.add(key)
     return ignore
 
@@ -390,7 +394,8 @@ def _parse_section(section: str, columns: Any, error_at: _ErrorAt) -> tuple[Colu
     for name, options in columns.items():
         if not isinstance(name, str):
             raise error_at(
-                f"{section}.{name!r}", "column name must be a plain lower-case SQL identifier (a string)"
+                f"{section}.{short_repr(name)}",
+                "column name must be a plain lower-case SQL identifier (a string)",
             )
         entry = f"{section}.{name}"
         if options is None:
@@ -409,7 +414,8 @@ def _parse_section(section: str, columns: Any, error_at: _ErrorAt) -> tuple[Colu
         column_type = options.get("type", "str")
         if column_type not in COLUMN_TYPES:
             raise error_at(
-                f"{entry}.type", f"unknown type {column_type!r} (expected one of {', '.join(COLUMN_TYPES)})"
+                f"{entry}.type",
+                f"unknown type {short_repr(column_type)} (expected one of {', '.join(COLUMN_TYPES)})",
             )
         try:
             parsed.append(ColumnMapping(name=name, **options))

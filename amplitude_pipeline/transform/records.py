@@ -25,6 +25,7 @@ from amplitude_pipeline.transform.casts import (
     parse_datetime_utc,
 )
 from amplitude_pipeline.transform.mapping import FieldMappings
+from amplitude_pipeline.text import short_repr, shorten
 
 __all__ = [
     "MISSING",
@@ -42,7 +43,8 @@ __all__ = [
     "transform_user_properties",
 ]
 
-_REPR_LIMIT: Final = 80
+IDENTITY_MAX_BYTES: Final = 1000
+REASON_LIMIT: Final = 300
 _CANONICAL_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -59,13 +61,6 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
-
-
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    if len(text) > _REPR_LIMIT:
-        return text[: _REPR_LIMIT - 3] + "..."
-    return text
 
 
 class RecordError(Exception):
@@ -85,10 +80,12 @@ class RecordError(Exception):
         self.reason = reason
 
     def __str__(self) -> str:
-        where = self.container if self.key is None else f"{self.container}[{self.key!r}]"
+        """One readable line: key and value are cut to a few dozen characters, however large."""
+        where = self.container if self.key is None else f"{self.container}[{short_repr(self.key)}]"
+        reason = shorten(self.reason, REASON_LIMIT)
         if self.value is MISSING:
-            return f"{where}: {self.reason}"
-        return f"{where} = {_short_repr(self.value)}: {self.reason}"
+            return f"{where}: {reason}"
+        return f"{where} = {short_repr(self.value)}: {reason}"
 
 
 class UnknownKeyError(RecordError):
@@ -142,12 +139,19 @@ class TransformedRecord(NamedTuple):
 
 
 def convert_identity(value: Any) -> str | None:
-    """The EHR id as text: strings stripped (blank → ``None``), integers as digits."""
+    """The EHR id as text: strings stripped (blank → ``None``), integers as digits.
+
+    An id is a key of both tables' unique indexes, whose entries PostgreSQL limits to about
+    2,700 bytes: longer ids are refused here, at their line, rather than failing a whole batch.
+    """
     kind = type(value)
     if kind is str:
         if "\x00" in value:
             raise ConversionFailure("contains a NUL character, which PostgreSQL text cannot store")
-        return value.strip() or None
+        ehr_id = value.strip()
+        if len(ehr_id) * 4 > IDENTITY_MAX_BYTES and len(ehr_id.encode()) > IDENTITY_MAX_BYTES:
+            raise ConversionFailure(f"longer than {IDENTITY_MAX_BYTES:,} bytes, too long for an EHR id")
+        return ehr_id or None
     if kind is int:
         return str(value)
     if value is None:
@@ -249,7 +253,10 @@ def _record_event_time(record: Mapping[str, Any]) -> datetime:
         except ConversionFailure as failure:
             raise MalformedRecordError("event_time", value, failure.reason) from None
     if isinstance(value, datetime):
-        return as_utc(value)
+        try:
+            return as_utc(value)
+        except ConversionFailure as failure:
+            raise MalformedRecordError("event_time", value, failure.reason) from None
     if value is MISSING:
         raise MalformedRecordError("event_time", value, "missing")
     raise MalformedRecordError(
