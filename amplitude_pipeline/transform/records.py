@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
+from amplitude_pipeline.text import short_repr, shorten
 from amplitude_pipeline.transform.casts import (
     BIGINT_MAX,
     BIGINT_MIN,
@@ -25,7 +26,6 @@ from amplitude_pipeline.transform.casts import (
     parse_datetime_utc,
 )
 from amplitude_pipeline.transform.mapping import FieldMappings
-from amplitude_pipeline.text import short_repr, shorten
 
 __all__ = [
     "MISSING",

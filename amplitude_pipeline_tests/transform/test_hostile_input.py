@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import textwrap
 from pathlib import Path
 from typing import Any
 
