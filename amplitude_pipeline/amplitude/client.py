@@ -6,13 +6,16 @@ Status codes (https://amplitude.com/docs/apis/analytics/export):
   halves, down to one hour; an hour that is still too large cannot come through this API;
 - 401/403: the credentials are wrong, retrying cannot help;
 - 429, other 5xx, timeouts, broken connections and a 200 whose body is not a zip archive:
-  transient, retried with exponential backoff and jitter, honouring ``Retry-After``.
+  transient, retried by the pipeline's one retry mechanism (``amplitude_pipeline.retries``:
+  full-jitter exponential backoff, ``Retry-After`` in seconds or as an HTTP date honoured up to
+  ``max_server_wait_seconds``, every wait logged). When the attempts run out the window fails
+  with ``AmplitudeUnavailableError``, the only export error that a later run may not repeat
+  (``AmplitudeExportError.transient``).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,22 +23,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import requests
 
 from amplitude_pipeline.amplitude.archive import ArchiveError, append_archive_events
 from amplitude_pipeline.log import Log
+from amplitude_pipeline.retries import DEFAULT_RETRY, RetrySettings, retrying
+from amplitude_pipeline.text import shorten
 
 DEFAULT_EXPORT_URL = "https://amplitude.com/api/2/export"
 _DOWNLOAD_CHUNK = 1 << 20
 _TOO_MUCH_DATA = frozenset({400, 504})
 _BAD_CREDENTIALS = frozenset({401, 403})
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+_NETWORK_ERROR_LIMIT = 300  # requests' messages nest the whole urllib3 chain; its start says enough
 
 
 class AmplitudeExportError(Exception):
     """The export cannot succeed; the message says why and what to do."""
+
+    transient: ClassVar[bool] = False
+    """Whether a later run may succeed where this one failed (only when the API was unavailable)."""
 
 
 class AmplitudeCredentialsError(AmplitudeExportError):
@@ -46,24 +55,18 @@ class AmplitudeTooMuchDataError(AmplitudeExportError):
     pass
 
 
-class _TransientError(Exception):
+class AmplitudeUnavailableError(AmplitudeExportError):
+    """Transient faults outlasted every attempt; the API may answer later."""
+
+    transient = True
+
+
+class AmplitudeTransientError(Exception):
+    """One attempt failed in a way the next may not: 429, 5xx, a timeout or reset, a broken body."""
+
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 6
-    base_delay_seconds: float = 1.0
-    max_delay_seconds: float = 60.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before attempt ``attempt + 1``: full-jitter exponential backoff,
-        but never less than what the server asked for in ``Retry-After``."""
-        backoff = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
-        jittered = random.uniform(backoff / 2, backoff)
-        return jittered if retry_after is None else max(retry_after, jittered)
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class AmplitudeExportClient:
         api_key: str,
         secret_key: str,
         *,
-        retry: RetryPolicy | None = None,
+        retry: RetrySettings = DEFAULT_RETRY,
         connect_timeout_seconds: float = 30.0,
         read_timeout_seconds: float = 300.0,
         session: requests.Session | None = None,
@@ -128,7 +131,7 @@ class AmplitudeExportClient:
     ) -> None:
         self._export_url = export_url
         self._auth = (api_key, secret_key)
-        self._retry = retry or RetryPolicy()
+        self._retry = retry
         self._timeout = (connect_timeout_seconds, read_timeout_seconds)
         self._session = session or requests.Session()
         self._sleep = sleep
@@ -162,33 +165,42 @@ class AmplitudeExportClient:
         self, window: ExportWindow, archive_path: Path, out: BinaryIO, result: DayExport
     ) -> int:
         """Download and append one window; the status when it is 404/too-much-data, else 200."""
-        for attempt in range(1, self._retry.max_attempts + 1):
+        attempts = retrying(
+            f"Amplitude export of {window}",
+            lambda error: isinstance(error, AmplitudeTransientError),
+            settings=self._retry,
+            log=self._log,
+            server_wait=lambda error: getattr(error, "retry_after", None),
+            sleep=self._sleep,
+        )
+        try:
+            return attempts(self._download_once, window, archive_path, out, result)
+        except AmplitudeTransientError as error:
+            raise AmplitudeUnavailableError(
+                f"Amplitude export of {window} failed after {self._retry.attempts} attempts; "
+                f"last error: {error}"
+            ) from error
+
+    def _download_once(
+        self, window: ExportWindow, archive_path: Path, out: BinaryIO, result: DayExport
+    ) -> int:
+        """One attempt: every request counts in ``result.requests``, retried or not."""
+        result.requests += 1
+        try:
+            status = self._download(window, archive_path)
+        except _NETWORK_ERRORS as error:
+            raise AmplitudeTransientError(
+                f"{type(error).__name__}: {shorten(str(error), _NETWORK_ERROR_LIMIT)}"
+            ) from error
+        if status == 200:
             try:
-                result.requests += 1
-                status = self._download(window, archive_path)
-                if status == 200:
-                    stats = append_archive_events(archive_path, out)
-                    result.events += stats.events
-                    result.files += stats.files
-                    result.windows.append(str(window))
-                return status
+                stats = append_archive_events(archive_path, out)
             except ArchiveError as error:
-                failure = _TransientError(f"200 response with an unusable body: {error}")
-            except _TransientError as error:
-                failure = error
-            except _NETWORK_ERRORS as error:
-                failure = _TransientError(f"{type(error).__name__}: {_brief(error)}")
-            if attempt == self._retry.max_attempts:
-                raise AmplitudeExportError(
-                    f"Amplitude export of {window} failed after {attempt} attempts; last error: {failure}"
-                )
-            delay = self._retry.delay(attempt, failure.retry_after)
-            self._log.warning(
-                f"Amplitude export of {window}: {failure}; retry {attempt}/{self._retry.max_attempts - 1} "
-                f"in {delay:.1f}s"
-            )
-            self._sleep(delay)
-        raise AssertionError("unreachable")
+                raise AmplitudeTransientError(f"200 response with an unusable body: {error}") from error
+            result.events += stats.events
+            result.files += stats.files
+            result.windows.append(str(window))
+        return status
 
     def _download(self, window: ExportWindow, archive_path: Path) -> int:
         with self._session.get(
@@ -209,7 +221,7 @@ class AmplitudeExportClient:
                     "project's data residency (AMPLITUDE_EXPORT_URL)."
                 )
             if status == 429 or status >= 500:
-                raise _TransientError(f"HTTP {status}", _retry_after_seconds(response))
+                raise AmplitudeTransientError(f"HTTP {status}", _retry_after_seconds(response))
             raise AmplitudeExportError(
                 f"Amplitude export of {window} answered HTTP {status}: {response.text[:300]!r}"
             )
@@ -230,9 +242,3 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
     if when.tzinfo is None:  # asctime dates and "-0000" carry no zone; HTTP dates are UTC
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _brief(error: Exception) -> str:
-    """requests' messages nest the whole urllib3 chain; the first 300 characters say enough."""
-    text = str(error)
-    return text if len(text) <= 300 else text[:300] + "…"

@@ -8,7 +8,9 @@ import time
 from collections.abc import Callable
 from datetime import date
 
-from amplitude_pipeline.amplitude.client import AmplitudeExportClient, Log, RetryPolicy
+from amplitude_pipeline.amplitude.client import AmplitudeExportClient
+from amplitude_pipeline.log import Log
+from amplitude_pipeline.retries import RetrySettings
 from amplitude_simulator import SimulatorConfig, SimulatorServer, expected_lines
 
 # Distinctive values, so that a leak is found by a plain substring search.
@@ -31,7 +33,7 @@ CONFIG = SimulatorConfig(
 
 # Small delays: the tests record them instead of sleeping, but they must stay below the
 # Retry-After values used, so that honouring Retry-After is observable.
-FAST_RETRY = RetryPolicy(max_attempts=4, base_delay_seconds=0.01, max_delay_seconds=0.05)
+FAST_RETRY = RetrySettings(attempts=4, base_seconds=0.01, max_seconds=0.05)
 
 
 def day_content(config: SimulatorConfig, day: date) -> bytes:
@@ -49,7 +51,7 @@ def make_client(
     sleeps: list[float],
     *,
     secret_key: str = SECRET_KEY,
-    retry: RetryPolicy = FAST_RETRY,
+    retry: RetrySettings = FAST_RETRY,
     read_timeout_seconds: float = 10.0,
     log: Log | None = None,
 ) -> AmplitudeExportClient:

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from amplitude_pipeline.amplitude.client import RetryPolicy
+from amplitude_pipeline.retries import RetrySettings
 from amplitude_pipeline_tests.amplitude.support import (
     API_KEY,
     DAY,
@@ -36,7 +36,7 @@ def test_no_key_appears_in_any_log_line_of_a_faulty_run(
     client_log = RecordingLog()
     server.add_faults(*FAULTS)
 
-    retry = RetryPolicy(max_attempts=len(FAULTS), base_delay_seconds=0.01)
+    retry = RetrySettings(attempts=len(FAULTS), base_seconds=0.01)
 
     make_client(server, sleeps, retry=retry, log=client_log).export_day(DAY, io.BytesIO())
 

@@ -1,4 +1,4 @@
-"""ExportWindow arithmetic and RetryPolicy delays."""
+"""ExportWindow arithmetic (the retry waits are tested in test_client_faults.py and test_retries.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from amplitude_pipeline.amplitude.client import ExportWindow, RetryPolicy
+from amplitude_pipeline.amplitude.client import ExportWindow
 
 
 def window(day: int, start_hour: int, end_hour: int) -> ExportWindow:
@@ -52,27 +52,3 @@ def test_halves_tile_the_window_without_gap_or_overlap(hours: int) -> None:
 def test_str_names_the_window_in_utc() -> None:
     assert str(window(8, 13, 13)) == "2024-01-08 13:00 UTC"
     assert str(window(8, 0, 23)) == "2024-01-08 00:00–23:59 UTC"
-
-
-@pytest.mark.parametrize(
-    ("attempt", "backoff"), [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (9, 10.0)]
-)
-def test_delay_is_jittered_within_half_to_full_capped_backoff(attempt: int, backoff: float) -> None:
-    policy = RetryPolicy(base_delay_seconds=1.0, max_delay_seconds=10.0)
-
-    delays = [policy.delay(attempt, None) for _ in range(300)]
-
-    assert all(backoff / 2 <= delay <= backoff for delay in delays)
-    assert max(delays) - min(delays) > backoff / 4  # jittered, not constant
-
-
-def test_delay_never_goes_below_retry_after() -> None:
-    policy = RetryPolicy(base_delay_seconds=1.0, max_delay_seconds=10.0)
-
-    assert all(policy.delay(attempt, 30.0) == 30.0 for attempt in range(1, 8))
-
-
-def test_delay_keeps_the_backoff_when_retry_after_is_shorter() -> None:
-    policy = RetryPolicy(base_delay_seconds=4.0, max_delay_seconds=60.0)
-
-    assert all(2.0 <= policy.delay(1, 0.5) <= 4.0 for _ in range(100))
