@@ -4,7 +4,7 @@ from dagster import Definitions
 
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.amplitude.checks import user_properties_keys_known
-from amplitude_pipeline.defs.amplitude.jobs import export_amplitude_events
+from amplitude_pipeline.defs.amplitude.jobs import export_amplitude_events, export_amplitude_range
 from amplitude_pipeline.defs.amplitude.schedules import weekly_amplitude_export
 from amplitude_pipeline.defs.resources import build_resources
 from amplitude_pipeline.defs.tmp_user_properties.assets import tmp_user_properties
@@ -22,7 +22,7 @@ load_field_mappings(SETTINGS.field_mappings_path)
 defs = Definitions(
     assets=[amplitude_events, user_properties_tables, tmp_user_properties],
     asset_checks=[user_properties_keys_known],
-    jobs=[export_amplitude_events, migrate_tmp_user_properties],
+    jobs=[export_amplitude_events, export_amplitude_range, migrate_tmp_user_properties],
     schedules=[weekly_amplitude_export, hourly_tmp_user_properties_migration],
     sensors=[tmp_user_properties_backlog_sensor],
     resources=build_resources(SETTINGS),

@@ -1,14 +1,11 @@
 """``amplitude_events``: one S3 object per finished week, straight from the Export API."""
 
-import tempfile
-import time
 from datetime import date
-from pathlib import Path
 
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from amplitude_pipeline.amplitude.client import AmplitudeExportError
-from amplitude_pipeline.amplitude.export import export_week
+from amplitude_pipeline.amplitude.export import export_to_object, week_range
 from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
 from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.storage.s3 import RawEventStore
@@ -28,19 +25,15 @@ def amplitude_events(
     context: AssetExecutionContext, amplitude: AmplitudeExportResource, raw_event_store: RawEventStore
 ) -> MaterializeResult:
     week = context.partition_key
-    started = time.monotonic()
     key = raw_event_store.week_key(week)
-    # The week is assembled on local disk and uploaded in one multipart upload: a failed run
-    # leaves nothing under the key, a rerun replaces the object whole.
-    with tempfile.TemporaryDirectory(prefix=f"amplitude-week-{week}-") as tmp:
-        path = Path(tmp) / "week.jsonl.gz"
-        client = amplitude.get_client(log=context.log, tmp_dir=tmp)
-        try:
-            with path.open("wb") as out:
-                export = export_week(client, date.fromisoformat(week), out)
-        except AmplitudeExportError as error:
-            raise Failure(description=str(error), metadata={"week": week, "s3_key": key}) from error
-        stored = raw_event_store.upload(path, key)
+    # Whole or not at all: a failed run leaves nothing under the key, a rerun replaces the object.
+    try:
+        exported = export_to_object(
+            amplitude.get_client(log=context.log), raw_event_store, week_range(date.fromisoformat(week)), key
+        )
+    except AmplitudeExportError as error:
+        raise Failure(description=str(error), metadata={"week": week, "s3_key": key}) from error
+    export, stored = exported.export, exported.stored
     context.log.info(
         f"week {week}: {export.events} events, {stored.size} bytes -> {raw_event_store.uri(key)}"
     )
@@ -53,6 +46,6 @@ def amplitude_events(
             "s3_key": key,
             "etag": stored.etag,
             "api_requests": MetadataValue.int(export.requests),
-            "duration_seconds": MetadataValue.float(round(time.monotonic() - started, 3)),
+            "duration_seconds": MetadataValue.float(exported.duration_seconds),
         }
     )
