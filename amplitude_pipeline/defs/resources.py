@@ -6,6 +6,7 @@ from dagster import EnvVar
 from dagster_aws.s3 import S3Resource
 
 from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
+from amplitude_pipeline.retries import DEFAULT_RETRY
 from amplitude_pipeline.settings import Settings
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
@@ -13,7 +14,14 @@ from amplitude_pipeline.storage.s3 import RawEventStore
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     # No keys passed: boto3's own chain reads AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or a role).
-    s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
+    # S3Resource's clients use botocore's "standard" retry mode (5xx, SlowDown and other throttling,
+    # timeouts, resets; full-jitter backoff). Its max_attempts is botocore's retries *after* the
+    # first call (botocore adds one), whatever its description says: DEFAULT_RETRY.attempts in all.
+    s3 = S3Resource(
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.aws_region,
+        max_attempts=DEFAULT_RETRY.attempts - 1,
+    )
     return {
         "amplitude": AmplitudeExportResource(
             api_key=EnvVar("AMPLITUDE_API_KEY"),
