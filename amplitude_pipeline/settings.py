@@ -26,6 +26,8 @@ class Settings:
     aws_region: str | None
     dwh_schema: str
     field_mappings_path: Path
+    push_metrics: bool
+    """PROMETHEUS_PUSHGATEWAY_URL is set; the URL itself (it may hold a password) goes through EnvVar."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +50,7 @@ class Settings:
             field_mappings_path=Path(
                 os.environ.get("FIELD_MAPPINGS_PATH") or REPO_ROOT / "field_mappings.yaml"
             ),
+            push_metrics=bool(os.environ.get("PROMETHEUS_PUSHGATEWAY_URL")),
         )
 
 

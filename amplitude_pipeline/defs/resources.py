@@ -6,6 +6,7 @@ from dagster import EnvVar
 from dagster_aws.s3 import S3Resource
 
 from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
+from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.retries import DEFAULT_RETRY
 from amplitude_pipeline.settings import Settings
 from amplitude_pipeline.storage.dwh import DWHRepository
@@ -33,5 +34,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             url=EnvVar("DWH_URL"),
             db_schema=settings.dwh_schema,
             field_mappings_path=str(settings.field_mappings_path),
+        ),
+        "metrics_pusher": MetricsPusher(
+            pushgateway_url=EnvVar("PROMETHEUS_PUSHGATEWAY_URL") if settings.push_metrics else None
         ),
     }

@@ -10,6 +10,7 @@ from typing import Any
 from dagster import ExecuteInProcessResult
 
 from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
+from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
@@ -20,6 +21,8 @@ SIM_API_KEY = "sim-api-key"
 SIM_SECRET_KEY = "sim-secret-key"
 # Small enough for a week to export in well under a second, big enough for multi-part hours.
 SMALL_WEEK = SimulatorConfig(users=20, events_per_day=40)
+# The metrics resource for runs that test something else: no Pushgateway, nothing pushed.
+NO_METRICS = MetricsPusher()
 
 
 def amplitude_resource(sim: SimulatorServer, **overrides: Any) -> AmplitudeExportResource:

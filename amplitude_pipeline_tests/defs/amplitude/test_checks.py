@@ -13,6 +13,7 @@ from amplitude_pipeline.defs.user_properties.assets import user_properties_table
 from amplitude_pipeline.storage.dwh import PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import (
+    NO_METRICS,
     SMALL_WEEK,
     WEEK,
     amplitude_resource,
@@ -102,7 +103,12 @@ def test_a_failing_check_blocks_the_table_assets_of_the_same_run(
         result = materialize(
             [amplitude_events, user_properties_tables, user_properties_keys_known],
             partition_key=WEEK,
-            resources={"amplitude": amplitude_resource(sim), "raw_event_store": raw_event_store, "dwh": dwh},
+            resources={
+                "amplitude": amplitude_resource(sim),
+                "raw_event_store": raw_event_store,
+                "dwh": dwh,
+                "metrics_pusher": NO_METRICS,
+            },
             raise_on_error=False,
         )
 

@@ -19,6 +19,7 @@ from dagster import (
     instance_for_test,
 )
 
+from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.tmp_user_properties.assets import tmp_user_properties
 from amplitude_pipeline.defs.tmp_user_properties.jobs import migrate_tmp_user_properties
 from amplitude_pipeline.defs.tmp_user_properties.sensors import (
@@ -27,7 +28,7 @@ from amplitude_pipeline.defs.tmp_user_properties.sensors import (
 )
 from amplitude_pipeline.load.tmp_table import backlog
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
-from amplitude_pipeline_tests.defs.support import failure_metadata, materializations, values
+from amplitude_pipeline_tests.defs.support import NO_METRICS, failure_metadata, materializations, values
 from amplitude_pipeline_tests.load.test_tmp_table import migrated_flags, seed, tmp_row
 
 pytestmark = pytest.mark.integration
@@ -41,8 +42,15 @@ def instance() -> Iterator[DagsterInstance]:
         yield test_instance
 
 
-def run_migration(dwh: DWHRepository, instance: DagsterInstance, page_size: int) -> ExecuteInProcessResult:
-    defs = Definitions(jobs=[migrate_tmp_user_properties], resources={"dwh": dwh})
+def run_migration(
+    dwh: DWHRepository,
+    instance: DagsterInstance,
+    page_size: int,
+    metrics_pusher: MetricsPusher = NO_METRICS,
+) -> ExecuteInProcessResult:
+    defs = Definitions(
+        jobs=[migrate_tmp_user_properties], resources={"dwh": dwh, "metrics_pusher": metrics_pusher}
+    )
     return defs.resolve_job_def(MIGRATION_JOB).execute_in_process(
         run_config={"ops": {OP_NAME: {"config": {"page_size": page_size}}}},
         instance=instance,

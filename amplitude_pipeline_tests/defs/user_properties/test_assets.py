@@ -14,6 +14,7 @@ from amplitude_pipeline.defs.user_properties.assets import user_properties_table
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import (
+    NO_METRICS,
     SMALL_WEEK,
     WEEK,
     amplitude_resource,
@@ -36,7 +37,7 @@ def load_tables(
     return materialize(
         [user_properties_tables],
         partition_key=WEEK,
-        resources={"raw_event_store": store, "dwh": dwh},
+        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": NO_METRICS},
         run_config=run_config,
         raise_on_error=False,
     )
@@ -71,7 +72,12 @@ def test_a_simulator_week_builds_both_tables_and_a_rerun_changes_nothing(raw_eve
         first = materialize(
             [amplitude_events, user_properties_tables, user_properties_keys_known],
             partition_key=WEEK,
-            resources={"amplitude": amplitude_resource(sim), "raw_event_store": raw_event_store, "dwh": dwh},
+            resources={
+                "amplitude": amplitude_resource(sim),
+                "raw_event_store": raw_event_store,
+                "dwh": dwh,
+                "metrics_pusher": NO_METRICS,
+            },
         )
 
     assert first.success
