@@ -1,6 +1,6 @@
 """``permanent_user_properties`` and ``changeble_user_properties`` from a week's events."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dagster import (
@@ -17,6 +17,7 @@ from dagster import (
 from pydantic import Field
 
 from amplitude_pipeline.defs.metadata import write_counts_metadata
+from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
@@ -25,6 +26,7 @@ from amplitude_pipeline.load.event_files import (
     FileLoadResult,
     load_event_file,
 )
+from amplitude_pipeline.metrics import s3_file_labels
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 
@@ -69,37 +71,44 @@ def user_properties_tables(
     config: UserPropertiesLoadConfig,
     dwh: DWHRepository,
     raw_event_store: RawEventStore,
+    metrics_pusher: MetricsPusher,
 ) -> Iterator[MaterializeResult]:
-    added_columns = dwh.ensure_schema()
-    if added_columns:
-        context.log.info(f"added mapped columns: {', '.join(added_columns)}")
     key = raw_event_store.week_key(context.partition_key)
-    if raw_event_store.stat(key) is None:
-        raise Failure(
-            description=f"{raw_event_store.uri(key)} does not exist: materialize amplitude_events "
-            f"for {context.partition_key} first.",
-            metadata={"file_key": key},
-        )
-    try:
-        result = load_event_file(
-            dwh,
-            raw_event_store,
-            key,
-            start_after=config.start_after,
-            batch_size=config.batch_size,
-            log=context.log,
-        )
-    except EventFileLoadError as error:
-        raise Failure(
-            description=str(error),
-            metadata={**error.metadata, "records_loaded_this_run": error.result.records},
-        ) from error
-    except FileLoadInProgressError as error:
-        raise Failure(description=str(error), metadata={"file_key": key}) from error
-    yield from table_materializations(dwh, result)
+    with metrics_pusher.recording(context.log, s3_file_labels(key)) as recording:
+        added_columns = dwh.ensure_schema()
+        if added_columns:
+            context.log.info(f"added mapped columns: {', '.join(added_columns)}")
+        if raw_event_store.stat(key) is None:
+            raise Failure(
+                description=f"{raw_event_store.uri(key)} does not exist: materialize amplitude_events "
+                f"for {context.partition_key} first.",
+                metadata={"file_key": key},
+            )
+        try:
+            result = load_event_file(
+                dwh,
+                raw_event_store,
+                key,
+                start_after=config.start_after,
+                batch_size=config.batch_size,
+                log=context.log,
+            )
+        except EventFileLoadError as error:
+            recording.finish(error.result, error)
+            raise Failure(
+                description=str(error),
+                metadata={**error.metadata, "records_loaded_this_run": error.result.records},
+            ) from error
+        except FileLoadInProgressError as error:
+            raise Failure(description=str(error), metadata={"file_key": key}) from error
+        metrics = recording.finish(result)
+    yield from table_materializations(dwh, result, metrics)
 
 
-def table_materializations(dwh: DWHRepository, result: FileLoadResult) -> Iterator[MaterializeResult]:
+def table_materializations(
+    dwh: DWHRepository, result: FileLoadResult, metrics: Mapping[str, MetadataValue]
+) -> Iterator[MaterializeResult]:
+    """Both tables' materializations of one file's load, with the load's metrics (CONTRACT §8)."""
     shared: dict[str, Any] = {
         "file_key": result.file_key,
         "records_read": MetadataValue.int(result.records),
@@ -109,6 +118,7 @@ def table_materializations(dwh: DWHRepository, result: FileLoadResult) -> Iterat
         "last_successful_line": MetadataValue.int(result.last_successful_line),
         "already_loaded": result.already_loaded,
         "duration_seconds": MetadataValue.float(result.duration_seconds),
+        **metrics,
     }
     for table, counts in (
         (dwh.tables.permanent, result.permanent),
