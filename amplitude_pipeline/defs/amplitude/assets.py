@@ -2,7 +2,15 @@
 
 from datetime import date
 
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    Backoff,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    asset,
+)
 
 from amplitude_pipeline.amplitude.client import AmplitudeExportError
 from amplitude_pipeline.amplitude.export import export_to_object, week_range
@@ -10,9 +18,17 @@ from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
 from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.storage.s3 import RawEventStore
 
+# For what the client's and botocore's own retries (about a minute, longer when the server asks)
+# leave: an outage that outlasts them, S3 errors they did not cure, a step process that died.
+# The week is exported again after 5 minutes, then 15. A failure that a later run would only
+# repeat (credentials, an hour too large, an unexpected answer) is a Failure(allow_retries=False),
+# which bypasses this policy. Anything else unexpected is retried too: the export is idempotent.
+AMPLITUDE_EVENTS_RETRY_POLICY = RetryPolicy(max_retries=2, delay=300, backoff=Backoff.EXPONENTIAL)
+
 
 @asset(
     partitions_def=weekly_partitions,
+    retry_policy=AMPLITUDE_EVENTS_RETRY_POLICY,
     group_name="amplitude",
     kinds={"s3"},
     description=(
@@ -32,7 +48,9 @@ def amplitude_events(
             amplitude.get_client(log=context.log), raw_event_store, week_range(date.fromisoformat(week)), key
         )
     except AmplitudeExportError as error:
-        raise Failure(description=str(error), metadata={"week": week, "s3_key": key}) from error
+        raise Failure(
+            description=str(error), metadata={"week": week, "s3_key": key}, allow_retries=error.transient
+        ) from error
     export, stored = exported.export, exported.stored
     context.log.info(
         f"week {week}: {export.events} events, {stored.size} bytes -> {raw_event_store.uri(key)}"
