@@ -6,6 +6,7 @@ import zlib
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -18,6 +19,7 @@ _PART_SIZE = 64 * 1024 * 1024
 _READ_CHUNK = 1 << 20
 _READ_AHEAD_BLOCKS = 4
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+MAX_LIST_PAGE_SIZE = 1000  # S3 returns at most this many keys per ListObjectsV2 request
 # Multipart from disk: memory is bounded by part size x concurrency, whatever the week's size,
 # and S3 makes the object visible only when the upload completes (whole or not at all).
 _TRANSFER = TransferConfig(multipart_threshold=_PART_SIZE, multipart_chunksize=_PART_SIZE, max_concurrency=4)
@@ -28,6 +30,18 @@ class StoredObject:
     key: str
     etag: str
     size: int
+
+
+@dataclass(frozen=True)
+class ListedObject(StoredObject):
+    last_modified: datetime
+    """UTC. For a multipart upload, S3 gives the time the upload was *initiated*."""
+
+
+@dataclass(frozen=True)
+class ListingPage:
+    objects: list[ListedObject]
+    is_last: bool
 
 
 class RawEventStore(ConfigurableResource):
@@ -59,6 +73,43 @@ class RawEventStore(ConfigurableResource):
                 return None
             raise
         return StoredObject(key=key, etag=head["ETag"].strip('"'), size=head["ContentLength"])
+
+    def list_pages(
+        self, prefix: str, *, start_after: str | None = None, page_size: int = MAX_LIST_PAGE_SIZE
+    ) -> Iterator[ListingPage]:
+        """Every object under ``prefix`` (recursively) whose key sorts after ``start_after``, in
+        S3's lexical key order, one ListObjectsV2 request per page.
+
+        Pages are requested only as they are consumed, so a caller that stops early has made
+        only the requests it used. A full page that the server calls the last one is checked
+        with one more request: SeaweedFS ends a listing early (``IsTruncated`` false) when a full
+        page ends on a "directory" object (``dir/``) that has keys under it.
+        """
+        client = self.s3.get_client()
+        request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if start_after:
+            request["StartAfter"] = start_after
+        while True:
+            response = client.list_objects_v2(**request)
+            objects = [
+                ListedObject(
+                    key=item["Key"],
+                    etag=item["ETag"].strip('"'),
+                    size=item["Size"],
+                    last_modified=item["LastModified"].astimezone(UTC),
+                )
+                for item in response.get("Contents", [])
+            ]
+            token = response.get("NextContinuationToken") if response.get("IsTruncated") else None
+            is_last = token is None and len(objects) < page_size
+            yield ListingPage(objects=objects, is_last=is_last)
+            if is_last:
+                return
+            if token is not None:
+                request["ContinuationToken"] = token
+            else:
+                request.pop("ContinuationToken", None)
+                request["StartAfter"] = objects[-1].key
 
     @contextmanager
     def open_lines(self, key: str) -> Iterator[tuple[StoredObject, Iterator[bytes]]]:
