@@ -1,0 +1,280 @@
+"""Load metrics in Dagster (CONTRACT §8): the recording of a load, and the metrics of real table
+loads and migrations as the stack's Pushgateway holds them."""
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+from urllib.request import urlopen
+
+import pytest
+from dagster import DagsterInstance, EnvVar, ExecuteInProcessResult, Failure, instance_for_test, materialize
+from prometheus_client import delete_from_gateway
+
+from amplitude_pipeline.defs.metrics import MetricsPusher
+from amplitude_pipeline.defs.resources import build_resources
+from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
+from amplitude_pipeline.load.event_files import FileLoadResult
+from amplitude_pipeline.metrics import JOB, METRIC_HELP, s3_file_labels, tmp_table_labels
+from amplitude_pipeline.settings import Settings
+from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
+from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline_tests.defs.support import WEEK, failure_metadata, materializations, values
+from amplitude_pipeline_tests.defs.tmp_user_properties.test_tmp_user_properties import (
+    five_rows,
+    run_migration,
+)
+from amplitude_pipeline_tests.load.events import event, upload_events
+from amplitude_pipeline_tests.load.test_tmp_table import seed, tmp_row
+from amplitude_pipeline_tests.test_metrics import RecordingLog, closed_port
+
+LABELS = {"source": "s3", "prefix": "p", "partition": WEEK}
+METRIC_NAMES = set(METRIC_HELP)
+
+
+# --- the recording of one load (no stack) ---
+
+
+def test_a_failure_leaving_the_recording_carries_the_metrics_in_its_metadata():
+    with pytest.raises(Failure) as raised, MetricsPusher().recording(RecordingLog(), LABELS) as recording:
+        recording.finish(FileLoadResult(file_key="k", etag="e", started_after=-1, records=5), ValueError())
+        raise Failure("line 5: unknown key", metadata={"file_key": "k"})
+
+    metadata = values(raised.value.metadata)
+    assert metadata.pop("processing_duration_seconds") >= 0
+    assert metadata == {
+        "file_key": "k",
+        "processed_records_total": 5,
+        "errors_total": 1,
+        "interrupted_count": 1,
+    }
+
+
+def test_any_other_exception_is_recorded_and_propagates_unchanged():
+    error = ConnectionError("database gone")
+    with (
+        pytest.raises(ConnectionError) as raised,
+        MetricsPusher().recording(RecordingLog(), LABELS) as recording,
+    ):
+        raise error
+
+    assert raised.value is error
+    assert recording.metrics is not None
+    assert (recording.metrics.processed_records, recording.metrics.errors, recording.metrics.interrupted) == (
+        0,
+        1,
+        1,
+    )
+
+
+def test_a_recording_pushes_once_however_often_it_is_finished():
+    log = RecordingLog()
+    pusher = MetricsPusher(pushgateway_url=f"http://127.0.0.1:{closed_port()}", timeout_seconds=2)
+    result = FileLoadResult(file_key="k", etag="e", started_after=-1, records=3)
+
+    with pytest.raises(Failure), pusher.recording(log, LABELS) as recording:
+        first = recording.finish(result)
+        raise Failure("after the load")
+
+    assert values(first)["processed_records_total"] == 3
+    assert len(log.warnings) == 1  # one push attempt: the failure after finish() changed nothing
+    assert recording.metrics is not None and recording.metrics.interrupted == 0
+
+
+def test_a_recording_without_its_result_is_a_programming_error():
+    with pytest.raises(RuntimeError, match="finish"), MetricsPusher().recording(RecordingLog(), LABELS):
+        pass
+
+
+def test_the_pushgateway_url_reaches_the_resource_through_its_env_var(monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_PUSHGATEWAY_URL", "http://ops:secret@gateway:9091")
+    assert build_resources(Settings.from_env())["metrics_pusher"].pushgateway_url == EnvVar(
+        "PROMETHEUS_PUSHGATEWAY_URL"
+    )
+
+    monkeypatch.delenv("PROMETHEUS_PUSHGATEWAY_URL")
+    assert build_resources(Settings.from_env())["metrics_pusher"].pushgateway_url is None
+
+
+# --- real loads against the stack's Pushgateway ---
+
+
+class Pushgateway:
+    """The stack's Pushgateway: read a group back; the groups a test read are deleted after it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.groups: list[dict[str, str]] = []
+
+    def pusher(self) -> MetricsPusher:
+        return MetricsPusher(pushgateway_url=self.url)
+
+    def group(self, labels: dict[str, str]) -> dict[str, float]:
+        """The metrics of the group ``labels`` (empty when nothing was pushed to it)."""
+        self.groups.append(labels)
+        with urlopen(f"{self.url}/api/v1/metrics", timeout=5) as response:
+            groups = json.load(response)["data"]
+        wanted = {"job": JOB, **labels}
+        found = [group for group in groups if group["labels"] == wanted]
+        if not found:
+            return {}
+        [group] = found
+        assert group["last_push_successful"] is True
+        return {name: float(group[name]["metrics"][0]["value"]) for name in group if name in METRIC_NAMES}
+
+    def delete_groups(self) -> None:
+        for labels in self.groups:
+            delete_from_gateway(self.url, job=JOB, grouping_key=labels, timeout=5)
+
+
+@pytest.fixture
+def pushgateway(stack: None) -> Iterator[Pushgateway]:
+    url = os.environ.get("PROMETHEUS_PUSHGATEWAY_URL")
+    if not url:
+        message = "PROMETHEUS_PUSHGATEWAY_URL missing: run scripts/test.sh (the stack's Pushgateway)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    gateway = Pushgateway(url)
+    yield gateway
+    gateway.delete_groups()
+
+
+def load_week(
+    store: RawEventStore,
+    dwh: DWHRepository,
+    pusher: MetricsPusher,
+    instance: DagsterInstance,
+    start_after: int | None = None,
+) -> ExecuteInProcessResult:
+    config = {"start_after": start_after} if start_after is not None else {}
+    return materialize(
+        [user_properties_tables],
+        partition_key=WEEK,
+        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": pusher},
+        run_config={"ops": {"user_properties_tables": {"config": config}}},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def metrics_of(metadata: dict[str, Any]) -> dict[str, float]:
+    return {name: value for name, value in metadata.items() if name in METRIC_NAMES}
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.mark.integration
+def test_a_table_load_pushes_the_metrics_its_materializations_carry(
+    raw_event_store, dwh, pushgateway, instance
+):
+    key = upload_events(
+        raw_event_store,
+        f"{WEEK}.jsonl.gz",
+        [event(f"2024-01-08 {9 + i:02d}:00:00", ehr_id=f"E{i}") for i in range(8)],
+    )
+    labels = {"source": "s3", "prefix": raw_event_store.prefix, "partition": WEEK}
+    assert s3_file_labels(key) == labels
+
+    result = load_week(raw_event_store, dwh, pushgateway.pusher(), instance)
+
+    assert result.success
+    found = materializations(result)
+    assert metrics_of(found[PERMANENT_TABLE]) == metrics_of(found[CHANGEABLE_TABLE])
+    metrics = metrics_of(found[PERMANENT_TABLE])
+    assert metrics.pop("processing_duration_seconds") > 0
+    assert metrics == {"processed_records_total": 8, "errors_total": 0, "interrupted_count": 0}
+    assert pushgateway.group(labels) == metrics_of(found[PERMANENT_TABLE])
+
+
+@pytest.mark.integration
+def test_a_failed_load_pushes_interrupted_count_and_a_resumed_one_replaces_it(
+    raw_event_store, dwh, pushgateway, instance
+):
+    week = [event(f"2024-01-08 {9 + i:02d}:00:00", ehr_id=f"E{i}") for i in range(8)]
+    week[5]["user_properties"]["mystery_key"] = "?"
+    upload_events(raw_event_store, f"{WEEK}.jsonl.gz", week)
+    labels = {"source": "s3", "prefix": raw_event_store.prefix, "partition": WEEK}
+
+    failed = load_week(raw_event_store, dwh, pushgateway.pusher(), instance)
+
+    assert not failed.success
+    metadata = failure_metadata(failed)
+    assert metadata["failed_line"] == 5
+    metrics = metrics_of(metadata)
+    assert metrics["processing_duration_seconds"] > 0
+    assert (metrics["processed_records_total"], metrics["errors_total"], metrics["interrupted_count"]) == (
+        5,
+        1,
+        1,
+    )
+    assert pushgateway.group(labels) == metrics
+
+    resumed = load_week(raw_event_store, dwh, pushgateway.pusher(), instance, start_after=5)
+
+    assert resumed.success
+    pushed = pushgateway.group(labels)
+    assert (pushed["processed_records_total"], pushed["errors_total"], pushed["interrupted_count"]) == (
+        2,
+        0,
+        0,
+    )
+
+
+@pytest.mark.integration
+def test_a_migration_pushes_its_metrics_and_a_failed_one_its_interruption(dwh, pushgateway, instance):
+    labels = tmp_table_labels(dwh.db_schema)
+    seed(dwh, five_rows())
+
+    result = run_migration(dwh, instance, page_size=2, metrics_pusher=pushgateway.pusher())
+
+    assert result.success
+    found = materializations(result)
+    assert set(found) == {PERMANENT_TABLE, CHANGEABLE_TABLE}
+    metrics = metrics_of(found[PERMANENT_TABLE])
+    assert (metrics["processed_records_total"], metrics["errors_total"], metrics["interrupted_count"]) == (
+        5,
+        0,
+        0,
+    )
+    assert pushgateway.group(labels) == metrics
+
+    rows = [tmp_row(100 + i, ehr_id=f"F{i}") for i in range(3)]
+    rows[1]["user_properties"]["age"] = "unknown"
+    seed(dwh, rows)
+
+    failed = run_migration(dwh, instance, page_size=10, metrics_pusher=pushgateway.pusher())
+
+    assert not failed.success
+    metrics = metrics_of(failure_metadata(failed))
+    assert (metrics["processed_records_total"], metrics["errors_total"], metrics["interrupted_count"]) == (
+        1,
+        1,
+        1,
+    )
+    # The page committed before the bad row is reported with the same metrics.
+    assert metrics_of(materializations(failed)[PERMANENT_TABLE]) == metrics
+    assert pushgateway.group(labels) == metrics
+
+
+@pytest.mark.integration
+def test_a_dead_pushgateway_does_not_fail_the_load_and_is_logged_as_a_warning(raw_event_store, dwh, instance):
+    upload_events(raw_event_store, f"{WEEK}.jsonl.gz", [event("2024-01-08 09:00:00", ehr_id="E1")])
+    dead = f"http://127.0.0.1:{closed_port()}"
+
+    result = load_week(raw_event_store, dwh, MetricsPusher(pushgateway_url=dead), instance)
+
+    assert result.success
+    assert metrics_of(materializations(result)[PERMANENT_TABLE])["processed_records_total"] == 1
+    warnings = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.level == logging.WARNING and "Pushgateway" in entry.user_message
+    ]
+    assert len(warnings) == 1
+    assert f"not pushed to the Pushgateway at {dead}" in warnings[0]
