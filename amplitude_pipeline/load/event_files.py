@@ -20,11 +20,18 @@ from typing import Any, NoReturn
 import orjson
 from botocore.exceptions import BotoCoreError
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 
 from amplitude_pipeline.load.totals import WriteTotals
+from amplitude_pipeline.load.writer import PrefixWrite, write_records_up_to_refusal
 from amplitude_pipeline.log import Log
-from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository, FileCheckpoint
+from amplitude_pipeline.retries import describe_error
+from amplitude_pipeline.storage.dwh import (
+    BatchWriteCounts,
+    DWHRepository,
+    FileCheckpoint,
+    describe_db_error,
+    is_record_level_db_error,
+)
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline.transform.batch import ReducedBatch
 from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
@@ -51,7 +58,8 @@ class EventFileLoadError(Exception):
     def __init__(self, result: FileLoadResult, failed_line: int, error_message: str) -> None:
         super().__init__(
             f"{result.file_key}, line {failed_line}: {error_message} "
-            f"(lines up to {result.last_successful_line} are loaded; a rerun resumes after it)"
+            f"({_lines_phrase(result.last_successful_line)} loaded; a rerun resumes at line "
+            f"{result.last_successful_line + 1})"
         )
         self.result = result
         self.failed_line = failed_line
@@ -94,7 +102,10 @@ def load_event_file(
             raise FileLoadInProgressError(
                 f"another run is loading {key} right now; run again when it has finished"
             )
-        return _load_locked_file(dwh, store, key, start_after=start_after, batch_size=batch_size, log=log)
+        try:
+            return _load_locked_file(dwh, store, key, start_after=start_after, batch_size=batch_size, log=log)
+        except _RefusedBatch as refused:
+            raise _commit_up_to_refused_record(dwh, store, refused, log) from None
 
 
 def _load_locked_file(
@@ -109,54 +120,146 @@ def _load_locked_file(
     mappings = dwh.mappings
     checkpoint = dwh.get_checkpoint(key)
     with store.open_lines(key) as (stored, lines):
-        begin_after = resume_point(checkpoint, stored.etag, start_after)
-        result = FileLoadResult(
-            file_key=key, etag=stored.etag, started_after=begin_after, last_successful_line=begin_after
-        )
-        if checkpoint is not None and start_after is None:
-            if checkpoint.etag != stored.etag:
-                _info(log, f"{key}: content changed since the checkpoint (ETag); loading from the start")
-            elif checkpoint.finished:
-                result.already_loaded = True
-                _info(
-                    log, f"{key}: already loaded up to line {checkpoint.last_successful_line}; nothing to do"
-                )
-                return result
-        if begin_after >= 0:
-            _info(log, f"{key}: resuming after line {begin_after}")
-
+        result = _start(checkpoint, stored.etag, key, start_after, log)
+        if result.already_loaded:
+            return result
+        begin_after = result.started_after
         batch = ReducedBatch()
         memo = UserPropertiesMemo()
         parse = orjson.loads
         line_index = START_OF_FILE
         lines_in_batch = 0
-        with _BatchCommitter(dwh, result) as committer, _long_lived_objects_frozen():
-            numbered_lines = enumerate(lines)
-            while True:
-                try:
-                    line_index, line = next(numbered_lines)
-                except StopIteration:
-                    break
-                except (EOFError, OSError, zlib.error, BotoCoreError) as error:
-                    committer.fail(batch, line_index + 1, f"could not read the object: {error}")
-                if line_index <= begin_after:
-                    continue
-                lines_in_batch += 1
-                if not line or line.isspace():
-                    result.blank_lines += 1
-                else:
-                    try:
-                        record = transform_single_record(parse(line), mappings, memo)
-                    except orjson.JSONDecodeError as error:
-                        committer.fail(batch, line_index, f"malformed JSON line: {error}")
-                    except RecordError as error:
-                        committer.fail(batch, line_index, str(error))
-                    batch.add(record, line_index)
-                if lines_in_batch == batch_size:
-                    committer.submit(batch, line_index, finished=False)
-                    batch, lines_in_batch = ReducedBatch(), 0
+        with _BatchCommitter(dwh, result, log) as committer, _long_lived_objects_frozen():
+            try:
+                for line_index, line in _numbered_lines(lines):
+                    if line_index <= begin_after:
+                        continue
+                    lines_in_batch += 1
+                    if not line or line.isspace():
+                        result.blank_lines += 1
+                    else:
+                        try:
+                            batch.add(transform_single_record(parse(line), mappings, memo), line_index)
+                        except orjson.JSONDecodeError as error:
+                            committer.fail(batch, line_index, f"malformed JSON line: {error}")
+                        except RecordError as error:
+                            committer.fail(batch, line_index, str(error))
+                        except Exception as error:  # a line must never fail the load without its number
+                            committer.fail(batch, line_index, f"unexpected {describe_error(error)}")
+                    if lines_in_batch == batch_size:
+                        committer.submit(batch, line_index, finished=False)
+                        batch, lines_in_batch = ReducedBatch(), 0
+            except _UnreadableObjectError as error:
+                committer.fail(batch, error.line_index, str(error))
             committer.submit(batch, max(line_index, begin_after), finished=True)
     return result
+
+
+def _start(
+    checkpoint: FileCheckpoint | None, etag: str, key: str, start_after: int | None, log: Log | None
+) -> FileLoadResult:
+    """The load's starting point (CONTRACT §7), said in the log; ``already_loaded`` when a finished
+    checkpoint of this very content leaves nothing to do."""
+    begin_after = resume_point(checkpoint, etag, start_after)
+    result = FileLoadResult(
+        file_key=key, etag=etag, started_after=begin_after, last_successful_line=begin_after
+    )
+    if checkpoint is not None and start_after is None:
+        if checkpoint.etag != etag:
+            _info(log, f"{key}: content changed since the checkpoint (ETag); loading from the start")
+        elif checkpoint.finished:
+            result.already_loaded = True
+            _info(
+                log, f"{key}: already loaded, {_lines_phrase(checkpoint.last_successful_line)}; nothing to do"
+            )
+    if begin_after >= 0 and not result.already_loaded:
+        _info(log, f"{key}: resuming at line {begin_after + 1} ({_lines_phrase(begin_after)} are loaded)")
+    return result
+
+
+def _lines_phrase(last_successful_line: int) -> str:
+    """Lines as a person counts them: "lines 0–41" rather than "up to 41", "no line" rather than -1."""
+    if last_successful_line < 0:
+        return "no line"
+    if last_successful_line == 0:
+        return "line 0"
+    return f"lines 0–{last_successful_line}"
+
+
+class _UnreadableObjectError(Exception):
+    """The object's bytes stopped making sense (or arriving) before ``line_index``."""
+
+    def __init__(self, line_index: int, cause: BaseException) -> None:
+        super().__init__(f"could not read the object: {describe_error(cause)}")
+        self.line_index = line_index
+
+
+def _numbered_lines(lines: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
+    """``enumerate(lines)``, read errors turned into :class:`_UnreadableObjectError` at the next line."""
+    line_index = START_OF_FILE
+    try:
+        for line_index, line in enumerate(lines):
+            yield line_index, line
+    except (EOFError, OSError, zlib.error, BotoCoreError) as error:
+        raise _UnreadableObjectError(line_index + 1, error) from error
+
+
+class _RefusedBatch(Exception):
+    """The database refused lines ``first_line``–``last_line`` for a reason of some record's."""
+
+    def __init__(self, result: FileLoadResult, first_line: int, last_line: int, error: BaseException) -> None:
+        super().__init__(f"lines {first_line}–{last_line} refused: {describe_db_error(error)}")
+        self.result = result
+        self.first_line = first_line
+        self.last_line = last_line
+
+
+def _commit_up_to_refused_record(
+    dwh: DWHRepository, store: RawEventStore, refused: _RefusedBatch, log: Log | None
+) -> EventFileLoadError:
+    """Commit the refused batch's lines before the record the database refuses; the error naming it.
+
+    The batch's records are read again from the object (they transformed fine the first time)
+    and written by :func:`write_records_up_to_refusal`, whose savepoints find the record.
+    """
+    result = refused.result
+    first, last = refused.first_line, refused.last_line
+    _info(log, f"{result.file_key}: the database refused lines {first}–{last}; finding the line it refuses")
+    mappings, memo, records = dwh.mappings, UserPropertiesMemo(), []
+    with store.open_lines(result.file_key) as (stored, lines):
+        if stored.etag != result.etag:
+            return EventFileLoadError(result, first, "the object was replaced while it was loaded; run again")
+        for line_index, line in _numbered_lines(lines):
+            if line_index > last:
+                break
+            if line_index >= first and line and not line.isspace():
+                records.append((line_index, transform_single_record(orjson.loads(line), mappings, memo)))
+
+    def write(conn: Connection) -> PrefixWrite:
+        prefix = write_records_up_to_refusal(dwh, conn, records)
+        stop = records[prefix.written][0] if prefix.refusal is not None else last + 1
+        dwh.save_checkpoint(conn, FileCheckpoint(result.file_key, result.etag, stop - 1, finished=False))
+        return prefix
+
+    prefix = dwh.run_in_transaction(write, log)
+    result.add_batch(prefix.counts, prefix.skipped_without_identity)
+    result.records += prefix.written
+    result.batches += 1
+    if prefix.refusal is None:
+        result.last_successful_line = last
+        return EventFileLoadError(
+            result,
+            last + 1,
+            f"the database refused lines {first}–{last} together, then accepted them in parts; "
+            "run again to load the rest",
+        )
+    refused_line = records[prefix.written][0]
+    result.last_successful_line = refused_line - 1
+    return EventFileLoadError(
+        result,
+        refused_line,
+        f"the database refused this line: {dwh.redact(describe_db_error(prefix.refusal))}",
+    )
 
 
 _Work = tuple[ReducedBatch, FileCheckpoint]
@@ -171,11 +274,12 @@ class _BatchCommitter:
     line of the failed batch.
     """
 
-    def __init__(self, dwh: DWHRepository, result: FileLoadResult) -> None:
+    def __init__(self, dwh: DWHRepository, result: FileLoadResult, log: Log | None) -> None:
         self._dwh = dwh
         self._result = result
+        self._log = log
         self._queue: queue.Queue[_Work | None] = queue.Queue(maxsize=1)
-        self._failure: EventFileLoadError | None = None
+        self._failure: EventFileLoadError | _RefusedBatch | None = None
         self._thread = threading.Thread(target=self._run, name="dwh-batch-committer", daemon=True)
 
     def __enter__(self) -> _BatchCommitter:
@@ -209,14 +313,21 @@ class _BatchCommitter:
         while (work := self._queue.get()) is not None:
             if self._failure is not None:
                 continue  # keep draining, so that the loader never blocks on a full queue
+            batch, checkpoint = work
             try:
-                self._commit(*work)
+                self._commit(batch, checkpoint)
             except BaseException as error:  # whatever it is, the load must fail with it
-                self._failure = EventFileLoadError(
-                    self._result,
-                    self._result.last_successful_line + 1,
-                    f"DWH write failed: {describe_write_error(error)}",
-                )
+                first_line = self._result.last_successful_line + 1
+                if is_record_level_db_error(error):
+                    self._failure = _RefusedBatch(
+                        self._result, first_line, checkpoint.last_successful_line, error
+                    )
+                else:
+                    self._failure = EventFileLoadError(
+                        self._result,
+                        first_line,
+                        f"DWH write failed: {self._dwh.redact(describe_db_error(error))}",
+                    )
 
     def _commit(self, batch: ReducedBatch, checkpoint: FileCheckpoint) -> None:
         result = self._result
@@ -226,7 +337,7 @@ class _BatchCommitter:
             self._dwh.save_checkpoint(conn, checkpoint)
             return counts
 
-        counts = self._dwh.run_in_transaction(write)
+        counts = self._dwh.run_in_transaction(write, self._log)
         result.add_batch(counts, batch.skipped_without_identity)
         result.last_successful_line = checkpoint.last_successful_line
         result.records += batch.records
@@ -246,12 +357,6 @@ def _long_lived_objects_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-def describe_write_error(error: BaseException) -> str:
-    """The driver's own error for a database failure (SQLAlchemy wraps it), else the exception."""
-    cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
-    return f"{type(cause).__name__}: {cause}"
 
 
 def _info(log: Log | None, message: str) -> None:

@@ -14,12 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
-from sqlalchemy.exc import DBAPIError
 
 from amplitude_pipeline.load.totals import WriteTotals
+from amplitude_pipeline.load.writer import PositionedRecord, write_records_up_to_refusal
 from amplitude_pipeline.log import Log
-from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository
-from amplitude_pipeline.transform.batch import ReducedBatch
+from amplitude_pipeline.retries import describe_error
+from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository, describe_db_error
 from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
 
 DEFAULT_PAGE_SIZE = 5000
@@ -83,10 +83,10 @@ def migrate_tmp_user_properties(
     memo = UserPropertiesMemo()
     while True:
         try:
-            outcome = dwh.run_in_transaction(lambda conn: _migrate_page(dwh, conn, page_size, memo))
-        except DBAPIError as error:
+            outcome = dwh.run_in_transaction(lambda conn: _migrate_page(dwh, conn, page_size, memo), log)
+        except Exception as error:
             raise TmpRowMigrationError(
-                result, None, f"DWH write failed: {type(error.orig).__name__}: {error.orig}"
+                result, None, f"DWH write failed: {dwh.redact(describe_db_error(error))}"
             ) from error
         if outcome.rows == 0:
             return result
@@ -113,20 +113,27 @@ def _migrate_page(
         .limit(page_size)
         .with_for_update(skip_locked=True)
     ).all()
-    batch = ReducedBatch()
     outcome = _PageOutcome(rows=len(rows), migrated=0, skipped_without_identity=0)
-    migrated: list[str] = []
+    records: list[PositionedRecord] = []
     for position, row in enumerate(rows):
         try:
-            record = transform_single_record(dict(row._mapping), dwh.mappings, memo)
+            records.append((position, transform_single_record(dict(row._mapping), dwh.mappings, memo)))
         except RecordError as error:
             outcome.failed_uuid, outcome.failure = row.uuid, str(error)
             break
-        batch.add(record, position)
-        migrated.append(row.uuid)
+        except Exception as error:  # a row must never fail the migration without its uuid
+            outcome.failed_uuid, outcome.failure = row.uuid, f"unexpected {describe_error(error)}"
+            break
+    if not records:
+        return outcome
+    written = write_records_up_to_refusal(dwh, conn, records)
+    if written.refusal is not None:
+        outcome.failed_uuid = rows[records[written.written][0]].uuid
+        outcome.failure = f"the database refused this row: {dwh.redact(describe_db_error(written.refusal))}"
+    migrated = [rows[position].uuid for position, _ in records[: written.written]]
     if migrated:
-        outcome.counts = dwh.write_batch(conn, batch)
         conn.execute(update(tmp).where(tmp.c.uuid == func.any(migrated)).values(migrated=True))
+    outcome.counts = written.counts
     outcome.migrated = len(migrated)
-    outcome.skipped_without_identity = batch.skipped_without_identity
+    outcome.skipped_without_identity = written.skipped_without_identity
     return outcome

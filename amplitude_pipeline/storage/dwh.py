@@ -7,7 +7,6 @@ candidate rows are COPYed into temporary staging tables, then merged with one
 carry CONTRACT §6's rules.
 """
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from dagster import ConfigurableResource
 from psycopg import sql
 from pydantic import Field, PrivateAttr
 from sqlalchemy import (
+    URL,
     BigInteger,
     Boolean,
     Column,
@@ -34,6 +34,7 @@ from sqlalchemy import (
     func,
     inspect,
     literal_column,
+    make_url,
     or_,
     select,
     text,
@@ -42,11 +43,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.schema import CreateSchema
 from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.types import TypeEngine
 
+from amplitude_pipeline.log import Log
+from amplitude_pipeline.retries import retrying
+from amplitude_pipeline.text import redact, shorten
 from amplitude_pipeline.transform.batch import ReducedBatch
 from amplitude_pipeline.transform.mapping import ColumnMapping, FieldMappings, load_field_mappings
 
@@ -63,9 +67,14 @@ _COLUMN_TYPES: dict[str, Callable[[], TypeEngine[Any]]] = {
     "date": Date,
     "datetime": lambda: TIMESTAMP(timezone=True),
 }
-# Serialisation failures and deadlocks between concurrent loaders, and dropped connections,
-# pass when the transaction is simply run again.
-_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "57P01", "08000", "08003", "08006"})
+# Serialisation failures and deadlocks between concurrent loaders, a server shutting down or
+# starting up, too many connections, and dropped connections pass when the transaction is
+# simply run again.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08"})
+# Data exceptions, integrity constraint violations and program limits (an index entry too large):
+# the database refuses a record, and running the same records again cannot help.
+_RECORD_LEVEL_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
 
 T = TypeVar("T")
 
@@ -189,6 +198,15 @@ class BatchWriteCounts:
     permanent: TableWriteCounts
     changeable: TableWriteCounts
 
+    @classmethod
+    def zero(cls) -> "BatchWriteCounts":
+        return cls(TableWriteCounts(), TableWriteCounts())
+
+    def __iadd__(self, other: "BatchWriteCounts") -> "BatchWriteCounts":
+        self.permanent += other.permanent
+        self.changeable += other.changeable
+        return self
+
 
 class DWHRepository(ConfigurableResource):
     """The DWH's tables and every write the pipeline makes, over one SQLAlchemy engine.
@@ -205,8 +223,14 @@ class DWHRepository(ConfigurableResource):
     @property
     def engine(self) -> Engine:
         if "engine" not in self._state:
-            self._state["engine"] = create_engine(self.url, pool_pre_ping=True, hide_parameters=True)
+            self._state["engine"] = create_engine(
+                checked_dwh_url(self.url), pool_pre_ping=True, hide_parameters=True
+            )
         return self._state["engine"]
+
+    def redact(self, text: str) -> str:
+        """``text`` without the URL's credentials, whole or in the pieces a parser may split them into."""
+        return redact(text, _url_secrets(self.url))
 
     @property
     def mappings(self) -> FieldMappings:
@@ -295,8 +319,7 @@ class DWHRepository(ConfigurableResource):
                 yield acquired
             finally:
                 if acquired:
-                    conn.execute(select(func.pg_advisory_unlock(_FILE_LOCK_SPACE, func.hashtext(file_key))))
-                    conn.commit()
+                    _release_advisory_lock(conn, file_key)
 
     # -- batch writes -------------------------------------------------------------------
 
@@ -316,7 +339,6 @@ class DWHRepository(ConfigurableResource):
         stage_columns = ("ehr_id", *value_columns, "uuid", "event_time")
         stage = self._stage(conn, target, "stage_permanent", stage_columns, ())
         _copy_rows(conn, stage.name, stage_columns, (row.as_row() for row in batch.permanent.values()))
-
         counts.inserted = _affected_rows(
             conn,
             pg_insert(target)
@@ -336,6 +358,7 @@ class DWHRepository(ConfigurableResource):
                 )
                 .where(target.c.ehr_id == stage.c.ehr_id, fills_a_null),
             )
+        stage.drop(conn)
         return counts
 
     def _merge_changeable(self, conn: Connection, batch: ReducedBatch) -> TableWriteCounts:
@@ -376,6 +399,7 @@ class DWHRepository(ConfigurableResource):
                 )
                 .where(target.c[identity] == stage.c[identity], target_rows, stage_rows, replaces),
             )
+        stage.drop(conn)
         return counts
 
     def _stage(
@@ -386,7 +410,8 @@ class DWHRepository(ConfigurableResource):
         columns: Sequence[str],
         extra: Sequence[Column[Any]],
     ) -> Table:
-        """A temporary table with the target's column types, dropped when the transaction ends."""
+        """A temporary table with the target's column types; the caller drops it after use (one
+        transaction may write several batches), and the transaction's end drops it in any case."""
         stage = Table(
             name,
             MetaData(),
@@ -400,17 +425,15 @@ class DWHRepository(ConfigurableResource):
 
     # -- transactions -------------------------------------------------------------------
 
-    def run_in_transaction(self, work: Callable[[Connection], T], attempts: int = 3) -> T:
-        """Run ``work`` in one transaction, again when it fails for a transient reason."""
-        for attempt in range(1, attempts + 1):
-            try:
-                with self.engine.begin() as conn:
-                    return work(conn)
-            except DBAPIError as error:
-                if attempt == attempts or not _is_transient(error):
-                    raise
-                time.sleep(0.5 * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+    def run_in_transaction(self, work: Callable[[Connection], T], log: Log | None = None) -> T:
+        """Run ``work`` in one transaction; run the whole transaction again (with backoff) when it
+        fails for a transient reason: a lost connection, a server restart, a deadlock."""
+        transaction = retrying("DWH transaction", is_transient_db_error, log=log)
+        return transaction(self._run_once, work)
+
+    def _run_once(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return work(conn)
 
     def count_rows(self, table: Table) -> int:
         with self.engine.connect() as conn:
@@ -421,11 +444,92 @@ _ADVISORY_DDL_LOCK = 0x616D706C  # "ampl"
 _FILE_LOCK_SPACE = 0x66696C65  # "file"
 
 
-def _is_transient(error: DBAPIError) -> bool:
-    if isinstance(error, OperationalError) and error.connection_invalidated:
+class DWHConfigurationError(ValueError):
+    """``DWH_URL`` cannot be used; the message says why without repeating any part of it."""
+
+
+def checked_dwh_url(raw_url: str) -> URL:
+    """Parse ``DWH_URL``, refusing what would send a piece of the password elsewhere.
+
+    An unescaped ``@`` in the password makes every parser take the rest of the password for
+    the host name, which the driver then puts in its "failed to resolve host" error.
+    """
+    try:
+        url = make_url(raw_url)
+    except ArgumentError:
+        raise DWHConfigurationError(
+            "DWH_URL is not a database URL: expected postgresql+psycopg://user:password@host:port/database"
+        ) from None
+    if "@" in (url.host or "") or raw_url.partition("://")[2].split("/", 1)[0].count("@") > 1:
+        raise DWHConfigurationError(
+            "DWH_URL has more than one '@' before the host name: percent-encode '@' in the user name "
+            "or password as %40 (and ':' as %3A, '/' as %2F)"
+        )
+    if url.get_driver_name() != "psycopg":
+        raise DWHConfigurationError(
+            f"DWH_URL must use the psycopg 3 driver (postgresql+psycopg://…), whose COPY the loader "
+            f"needs; it names the driver {url.get_driver_name()!r}"
+        )
+    return url
+
+
+def _url_secrets(raw_url: str) -> list[str]:
+    """The URL's password, the raw text between ``user:`` and the last ``@``, and that text's
+    ``@``-separated pieces: whatever part of the credentials an error message may quote."""
+    authority = raw_url.partition("://")[2].split("/", 1)[0]
+    userinfo = authority.rpartition("@")[0]
+    raw_password = userinfo.partition(":")[2]
+    pieces = [piece for piece in raw_password.split("@") if len(piece) >= 4]
+    try:
+        parsed_password = make_url(raw_url).password
+    except ArgumentError:
+        parsed_password = None
+    return [raw_password, *pieces, *([str(parsed_password)] if parsed_password else [])]
+
+
+def _release_advisory_lock(conn: Connection, file_key: str) -> None:
+    """Unlock, unless the server already did: a lost connection (a restart the load rode out)
+    takes its session's locks with it, and must not fail a load that has finished."""
+    try:
+        conn.execute(select(func.pg_advisory_unlock(_FILE_LOCK_SPACE, func.hashtext(file_key))))
+        conn.commit()
+    except DBAPIError as error:
+        if not is_transient_db_error(error):
+            raise
+
+
+def _driver_error(error: BaseException) -> BaseException:
+    """The driver's exception: SQLAlchemy wraps it, COPY through the driver connection does not."""
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        return error.orig
+    return error
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    return getattr(_driver_error(error), "sqlstate", None)
+
+
+def is_transient_db_error(error: BaseException) -> bool:
+    """Whether running the same transaction again may succeed."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    return sqlstate in _RETRYABLE_SQLSTATES
+    sqlstate = _sqlstate(error)
+    if sqlstate is None:
+        # A driver error without a SQLSTATE never reached the server: the connection broke.
+        return isinstance(_driver_error(error), psycopg.OperationalError)
+    return sqlstate in _TRANSIENT_SQLSTATES or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
+def is_record_level_db_error(error: BaseException) -> bool:
+    """Whether the database refused some record's values (rather than the connection or the SQL)."""
+    sqlstate = _sqlstate(error)
+    return sqlstate is not None and sqlstate[:2] in _RECORD_LEVEL_SQLSTATE_CLASSES
+
+
+def describe_db_error(error: BaseException) -> str:
+    """The driver's own message (SQLAlchemy's wrapping adds only noise), on one readable line."""
+    cause = _driver_error(error)
+    return shorten(" ".join(f"{type(cause).__name__}: {cause}".split()))
 
 
 def _affected_rows(conn: Connection, statement: Insert | Update) -> int:

@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from amplitude_pipeline.load import event_files
 from amplitude_pipeline.load.event_files import EventFileLoadError, FileLoadInProgressError, load_event_file
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
@@ -304,7 +305,7 @@ class TestNoLineIsLostSilently:
     @pytest.mark.timeout(60)
     @pytest.mark.parametrize(
         "error",
-        [psycopg.errors.NumericValueOutOfRange("value out of range"), RuntimeError("a bug in the writer")],
+        [psycopg.errors.InsufficientPrivilege("permission denied"), RuntimeError("a bug in the writer")],
         ids=["psycopg-error", "any-exception"],
     )
     def test_a_commit_that_raises_fails_the_load_after_the_batches_before_it(
@@ -330,3 +331,79 @@ class TestNoLineIsLostSilently:
         assert str(error) in failure.value.error_message
         assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {"E0", "E1"}
         assert dwh.get_checkpoint(key).last_successful_line == 1
+
+
+def forbid_city(dwh: DWHRepository, city: str) -> None:
+    """A constraint the DWH's owners might add: the database, not the transform, refuses a value."""
+    with dwh.engine.begin() as conn:
+        conn.execute(
+            text(
+                f'ALTER TABLE "{dwh.db_schema}".changeble_user_properties '
+                f"ADD CONSTRAINT city_allowed CHECK (city IS DISTINCT FROM '{city}')"
+            )
+        )
+
+
+class TestBadRecordsStopAtTheirLine:
+    """Issue 9, items 2 and 3: whatever refuses a record, the lines before it are committed and
+    the failure names its line."""
+
+    @pytest.mark.timeout(60)
+    def test_an_event_time_out_of_range_in_utc(self, dwh, raw_event_store):
+        events = numbered_events(10)
+        events[5]["event_time"] = "0001-01-01T00:00:00+01:00"
+        key = upload_events(raw_event_store, "file.jsonl.gz", events)
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(dwh, raw_event_store, key, batch_size=4)
+        assert (failure.value.failed_line, failure.value.result.last_successful_line) == (5, 4)
+        assert "event_time" in failure.value.error_message
+        assert len(rows(dwh, "changeable")) == 5
+
+    @pytest.mark.timeout(60)
+    def test_an_unexpected_error_while_transforming_a_line(self, dwh, raw_event_store, monkeypatch):
+        events = numbered_events(10)
+        key = upload_events(raw_event_store, "file.jsonl.gz", events)
+        real = event_files.transform_single_record
+
+        def transform_failing_on_line_5(record, mappings, memo=None):
+            if record["uuid"] == events[5]["uuid"]:
+                raise OverflowError("date value out of range")
+            return real(record, mappings, memo)
+
+        monkeypatch.setattr(event_files, "transform_single_record", transform_failing_on_line_5)
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(dwh, raw_event_store, key, batch_size=100)
+        assert (failure.value.failed_line, failure.value.result.last_successful_line) == (5, 4)
+        assert "OverflowError: date value out of range" in failure.value.error_message
+        assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {f"E{i}" for i in range(5)}
+
+    @pytest.mark.timeout(60)
+    def test_an_ehr_id_too_long_for_the_index(self, dwh, raw_event_store):
+        events = numbered_events(10)
+        events[5]["user_properties"]["ehr_id"] = os.urandom(1500).hex()
+        key = upload_events(raw_event_store, "file.jsonl.gz", events)
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(dwh, raw_event_store, key)
+        assert (failure.value.failed_line, failure.value.result.last_successful_line) == (5, 4)
+        assert "ehr_id" in failure.value.error_message
+        assert len(failure.value.error_message) < 600
+        assert len(rows(dwh, "permanent")) == 5
+
+    @pytest.mark.timeout(120)
+    @pytest.mark.parametrize("batch_size", [4, 100_000])
+    def test_a_record_the_database_refuses_is_found_and_the_lines_before_it_commit(
+        self, dwh, raw_event_store, batch_size
+    ):
+        events = numbered_events(12)
+        events[6]["user_properties"]["city"] = "Атлантида"
+        forbid_city(dwh, "Атлантида")
+        key = upload_events(raw_event_store, "file.jsonl.gz", events)
+
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(dwh, raw_event_store, key, batch_size=batch_size)
+
+        assert (failure.value.failed_line, failure.value.result.last_successful_line) == (6, 5)
+        assert "city_allowed" in failure.value.error_message
+        assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {f"E{i}" for i in range(6)}
+        assert {row["ehr_id"] for row in rows(dwh, "permanent")} == {f"E{i}" for i in range(6)}
+        assert dwh.get_checkpoint(key).last_successful_line == 5

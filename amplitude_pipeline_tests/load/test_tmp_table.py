@@ -12,7 +12,7 @@ from amplitude_pipeline.load.event_files import load_event_file
 from amplitude_pipeline.load.tmp_table import TmpRowMigrationError, backlog, migrate_tmp_user_properties
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline_tests.load.events import BASE_PROPERTIES, event, upload_events
-from amplitude_pipeline_tests.load.test_event_files import rows
+from amplitude_pipeline_tests.load.test_event_files import forbid_city, rows
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +137,22 @@ def test_sources_interleave_by_event_time_whichever_loads_first(dwh, raw_event_s
     assert changeable == {"E1": "tmp-late", "E2": "s3-latest"}
     permanent = {row["ehr_id"]: row["gender"] for row in rows(dwh, "permanent")}
     assert permanent == {"E1": "female", "E2": "female"}
+
+
+def test_a_row_the_database_refuses_commits_the_rows_before_it_and_is_named(dwh):
+    """Issue 9, item 3: the database's refusal of one row is traced to that row."""
+    source = [tmp_row(i, ehr_id=f"E{i}", city=f"c{i}") for i in range(30)]
+    bad = source[17]
+    bad["user_properties"]["city"] = "Атлантида"
+    seed(dwh, source)
+    forbid_city(dwh, "Атлантида")
+
+    with pytest.raises(TmpRowMigrationError) as failure:
+        migrate_tmp_user_properties(dwh, page_size=10)
+
+    assert failure.value.metadata["uuid"] == bad["uuid"]
+    assert failure.value.metadata["rows_migrated"] == 17
+    assert "city_allowed" in failure.value.metadata["error_message"]
+    flags = migrated_flags(dwh)
+    assert [flags[row["uuid"]] for row in source] == [True] * 17 + [False] * 13
+    assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {f"E{i}" for i in range(17)}
