@@ -1,5 +1,7 @@
 """The code location: every asset, check, job, schedule and sensor, and their resources."""
 
+import sys
+
 from dagster import Definitions
 
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
@@ -12,18 +14,25 @@ from amplitude_pipeline.defs.tmp_user_properties.jobs import migrate_tmp_user_pr
 from amplitude_pipeline.defs.tmp_user_properties.schedules import hourly_tmp_user_properties_migration
 from amplitude_pipeline.defs.tmp_user_properties.sensors import tmp_user_properties_backlog_sensor
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
+from amplitude_pipeline.defs.user_properties.jobs import load_s3_event_files
+from amplitude_pipeline.defs.user_properties.sensors import s3_new_objects_sensor
 from amplitude_pipeline.settings import SETTINGS
-from amplitude_pipeline.transform.mapping import load_field_mappings
+from amplitude_pipeline.transform.mapping import MappingFileError, load_field_mappings
 
 # CONTRACT §5: the mapping is validated at start-up, so a broken field_mappings.yaml stops the
 # code location from loading (the error names the entry) instead of failing runs later.
-load_field_mappings(SETTINGS.field_mappings_path)
+try:
+    load_field_mappings(SETTINGS.field_mappings_path)
+except (MappingFileError, OSError) as error:
+    # Said first and on one line: the CLI prints its own long traceback only after this.
+    print(f"amplitude_pipeline cannot load: {error}", file=sys.stderr, flush=True)
+    raise
 
 defs = Definitions(
     assets=[amplitude_events, user_properties_tables, tmp_user_properties],
     asset_checks=[user_properties_keys_known],
-    jobs=[export_amplitude_events, export_amplitude_range, migrate_tmp_user_properties],
+    jobs=[export_amplitude_events, export_amplitude_range, migrate_tmp_user_properties, load_s3_event_files],
     schedules=[weekly_amplitude_export, hourly_tmp_user_properties_migration],
-    sensors=[tmp_user_properties_backlog_sensor],
+    sensors=[tmp_user_properties_backlog_sensor, s3_new_objects_sensor],
     resources=build_resources(SETTINGS),
 )
