@@ -119,7 +119,7 @@ def _load_locked_file(
 ) -> FileLoadResult:
     mappings = dwh.mappings
     checkpoint = dwh.get_checkpoint(key)
-    with store.open_lines(key) as (stored, lines):
+    with store.open_lines(key, log) as (stored, lines):
         result = _start(checkpoint, stored.etag, key, start_after, log)
         if result.already_loaded:
             return result
@@ -226,7 +226,7 @@ def _commit_up_to_refused_record(
     first, last = refused.first_line, refused.last_line
     _info(log, f"{result.file_key}: the database refused lines {first}–{last}; finding the line it refuses")
     mappings, memo, records = dwh.mappings, UserPropertiesMemo(), []
-    with store.open_lines(result.file_key) as (stored, lines):
+    with store.open_lines(result.file_key, log) as (stored, lines):
         if stored.etag != result.etag:
             return EventFileLoadError(result, first, "the object was replaced while it was loaded; run again")
         for line_index, line in _numbered_lines(lines):

@@ -1,18 +1,24 @@
 """The raw-event store: weekly export objects (and other Amplitude-format files) in S3."""
 
+import contextlib
 import queue
 import threading
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import botocore.exceptions
+import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig
 from dagster import ConfigurableResource, ResourceDependency
 from dagster_aws.s3 import S3Resource
+
+from amplitude_pipeline.log import Log
+from amplitude_pipeline.retries import DEFAULT_RETRY, RetrySettings, retrying
 
 DEFAULT_PREFIX = "amplitude/events"
 _PART_SIZE = 64 * 1024 * 1024
@@ -112,17 +118,102 @@ class RawEventStore(ConfigurableResource):
                 request["StartAfter"] = objects[-1].key
 
     @contextmanager
-    def open_lines(self, key: str) -> Iterator[tuple[StoredObject, Iterator[bytes]]]:
-        """Stream a gzip JSON-lines object line by line, with the ETag of exactly what is read."""
-        response: dict[str, Any] = self.s3.get_client().get_object(Bucket=self.bucket, Key=key)
-        body = response["Body"]
+    def open_lines(self, key: str, log: Log | None = None) -> Iterator[tuple[StoredObject, Iterator[bytes]]]:
+        """Stream a gzip JSON-lines object line by line, with the ETag of exactly what is read.
+
+        A connection that breaks mid-body is resumed where it broke (see :class:`ResumingBody`).
+        """
+        client = self.s3.get_client()
+        response: dict[str, Any] = client.get_object(Bucket=self.bucket, Key=key)
         stored = StoredObject(key=key, etag=response["ETag"].strip('"'), size=response["ContentLength"])
+
+        def reopen(offset: int) -> Any:
+            ranged = client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={offset}-", IfMatch=response["ETag"]
+            )
+            return ranged["Body"]
+
+        body = ResumingBody(response["Body"], stored, reopen, log)
         lines = iter_gzip_lines(body)
         try:
             yield stored, lines
         finally:
             lines.close()  # stops the read-ahead thread before its stream goes away
             body.close()
+
+
+# What a body read raises when the connection breaks or stalls mid-object (botocore wraps
+# urllib3's errors in some versions and not in others).
+_BROKEN_READ_ERRORS = (
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionError,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class _BodyEndedEarlyError(ConnectionError):
+    """The server ended the body before ``Content-Length`` bytes."""
+
+
+class ResumingBody:
+    """An object's bytes that survive a broken connection.
+
+    botocore retries the request, not a body that breaks half-way through a multi-GB object.
+    This reader counts the bytes it has handed out and, when the connection breaks, stalls or
+    ends early, asks for the rest with a ``Range`` request pinned to the same content
+    (``If-Match`` the ETag), through the pipeline's one retry mechanism. The decompressor reading
+    from it never notices: it keeps its state, and no line is read twice.
+    """
+
+    def __init__(
+        self,
+        body: Any,
+        stored: StoredObject,
+        reopen: Callable[[int], Any],
+        log: Log | None = None,
+        settings: RetrySettings = DEFAULT_RETRY,
+    ) -> None:
+        self._body = body
+        self._stored = stored
+        self._reopen = reopen
+        self._offset = 0
+        self._retrying = retrying(
+            f"reading s3 object {stored.key}",
+            lambda error: isinstance(error, _BROKEN_READ_ERRORS),
+            settings=settings,
+            log=log,
+        )
+
+    def read(self, size: int, /) -> bytes:
+        return self._retrying(self._read_once, size)
+
+    def _read_once(self, size: int) -> bytes:
+        if self._body is None:
+            self._body = self._reopen(self._offset)
+        try:
+            data: bytes = self._body.read(size)
+            if not data and self._offset < self._stored.size:
+                raise _BodyEndedEarlyError(
+                    f"the body ended after {self._offset:,} of {self._stored.size:,} bytes"
+                )
+        except _BROKEN_READ_ERRORS:
+            self._discard_body()
+            raise
+        self._offset += len(data)
+        return data
+
+    def _discard_body(self) -> None:
+        body, self._body = self._body, None
+        with contextlib.suppress(Exception):
+            body.close()
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._discard_body()
 
 
 class _Readable(Protocol):
