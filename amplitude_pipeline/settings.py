@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from amplitude_pipeline.amplitude.client import DEFAULT_EXPORT_URL
+from amplitude_pipeline.load.s3_discovery import DiscoveryLimits, normalize_prefixes
 from amplitude_pipeline.storage.s3 import DEFAULT_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +23,8 @@ class Settings:
     start_date: date
     export_url: str
     s3_prefix: str
+    s3_watch_prefixes: tuple[str, ...]
+    s3_watch_limits: DiscoveryLimits
     s3_endpoint_url: str | None
     aws_region: str | None
     dwh_schema: str
@@ -44,6 +47,8 @@ class Settings:
             start_date=start,
             export_url=os.environ.get("AMPLITUDE_EXPORT_URL") or DEFAULT_EXPORT_URL,
             s3_prefix=os.environ.get("S3_PREFIX") or DEFAULT_PREFIX,
+            s3_watch_prefixes=_watched_prefixes(),
+            s3_watch_limits=_s3_watch_limits(),
             s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
             aws_region=os.environ.get("AWS_REGION") or None,
             dwh_schema=os.environ.get("DWH_SCHEMA") or "public",
@@ -52,6 +57,43 @@ class Settings:
             ),
             push_metrics=bool(os.environ.get("PROMETHEUS_PUSHGATEWAY_URL")),
         )
+
+
+def _watched_prefixes() -> tuple[str, ...]:
+    raw = os.environ.get("S3_WATCH_PREFIXES") or os.environ.get("S3_PREFIX") or DEFAULT_PREFIX
+    prefixes = normalize_prefixes(raw.split(","))
+    if not prefixes:
+        raise ValueError(f"S3_WATCH_PREFIXES={raw!r} names no prefix ('/' is the whole bucket)")
+    return prefixes
+
+
+def _s3_watch_limits() -> DiscoveryLimits:
+    """The bounds of s3_new_objects_sensor's ticks and runs (README: "s3_new_objects_sensor")."""
+    defaults = DiscoveryLimits()
+    return DiscoveryLimits(
+        max_pages_per_tick=_positive_int("S3_WATCH_MAX_PAGES_PER_TICK", defaults.max_pages_per_tick),
+        max_files_per_tick=_positive_int("S3_WATCH_MAX_FILES_PER_TICK", defaults.max_files_per_tick),
+        max_files_per_run=_positive_int("S3_WATCH_MAX_FILES_PER_RUN", defaults.max_files_per_run),
+        max_bytes_per_run=_positive_int("S3_WATCH_MAX_MB_PER_RUN", defaults.max_bytes_per_run >> 20) << 20,
+        upload_margin=timedelta(
+            minutes=_positive_int(
+                "S3_WATCH_UPLOAD_MARGIN_MINUTES", int(defaults.upload_margin.total_seconds()) // 60
+            )
+        ),
+    )
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw!r} is not a positive whole number")
+    return value
 
 
 SETTINGS = Settings.from_env()

@@ -211,7 +211,7 @@ def discover(
     found = Discovery(files=[], cursor=next_cursor)
     start = cursor.turn % max(len(prefixes), 1)
     for prefix in [*prefixes[start:], *prefixes[:start]]:
-        if found.pages_listed >= limits.max_pages_per_tick:
+        if found.pages_listed >= limits.max_pages_per_tick or len(found.files) >= limits.max_files_per_tick:
             break
         _sweep(prefix, next_cursor.prefixes[prefix], listing, finished, now, limits, found)
     return found
@@ -231,7 +231,7 @@ def _sweep(
         state.after = None
     next_watermark = state.sweep_started - limits.upload_margin
     pages = listing.list_pages(prefix, start_after=state.after, page_size=limits.page_size)
-    while found.pages_listed < limits.max_pages_per_tick:
+    while found.pages_listed < limits.max_pages_per_tick and len(found.files) < limits.max_files_per_tick:
         page = next(pages)
         found.pages_listed += 1
         found.objects_listed += len(page.objects)

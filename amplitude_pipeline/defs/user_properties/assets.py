@@ -109,6 +109,13 @@ def table_materializations(
     dwh: DWHRepository, result: FileLoadResult, metrics: Mapping[str, MetadataValue]
 ) -> Iterator[MaterializeResult]:
     """Both tables' materializations of one file's load, with the load's metrics (CONTRACT §8)."""
+    for table, metadata in file_load_metadata(dwh, result).items():
+        yield MaterializeResult(asset_key=table, metadata={**metadata, **metrics})
+
+
+def file_load_metadata(dwh: DWHRepository, result: FileLoadResult) -> dict[str, dict[str, Any]]:
+    """What one file's load did to each table, by table name: the metadata of its materializations
+    (the weekly assets' results and the S3 sensor job's events alike)."""
     shared: dict[str, Any] = {
         "file_key": result.file_key,
         "records_read": MetadataValue.int(result.records),
@@ -118,23 +125,21 @@ def table_materializations(
         "last_successful_line": MetadataValue.int(result.last_successful_line),
         "already_loaded": result.already_loaded,
         "duration_seconds": MetadataValue.float(result.duration_seconds),
-        **metrics,
     }
-    for table, counts in (
-        (dwh.tables.permanent, result.permanent),
-        (dwh.tables.changeable, result.changeable),
-    ):
-        yield MaterializeResult(
-            asset_key=table.name,
-            metadata={
-                **shared,
-                **write_counts_metadata(counts),
-                "dagster/row_count": MetadataValue.int(dwh.count_rows(table)),
-                "dagster/column_schema": TableSchema(
-                    columns=[
-                        TableColumn(column.name, str(column.type).lower(), description=column.comment)
-                        for column in table.columns
-                    ]
-                ),
-            },
+    return {
+        table.name: {
+            **shared,
+            **write_counts_metadata(counts),
+            "dagster/row_count": MetadataValue.int(dwh.count_rows(table)),
+            "dagster/column_schema": TableSchema(
+                columns=[
+                    TableColumn(column.name, str(column.type).lower(), description=column.comment)
+                    for column in table.columns
+                ]
+            ),
+        }
+        for table, counts in (
+            (dwh.tables.permanent, result.permanent),
+            (dwh.tables.changeable, result.changeable),
         )
+    }

@@ -1,0 +1,216 @@
+"""``s3_new_objects_sensor`` ticking over SeaweedFS with the cursor carried from tick to tick."""
+
+import gzip
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from dagster import Definitions, RunRequest, SensorDefinition, build_sensor_context
+from sqlalchemy import insert
+
+from amplitude_pipeline.defs.user_properties.jobs import load_s3_event_files, load_s3_event_files_op
+from amplitude_pipeline.defs.user_properties.sensors import (
+    BYTES_TAG,
+    FILE_COUNT_TAG,
+    build_s3_new_objects_sensor,
+)
+from amplitude_pipeline.load.s3_discovery import DiscoveryLimits
+from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.s3 import ListingPage, RawEventStore
+from amplitude_pipeline_tests.defs.user_properties.test_jobs import patients, permanent_ehr_ids
+from amplitude_pipeline_tests.load.events import upload_events
+
+pytestmark = pytest.mark.integration
+
+LIMITS = DiscoveryLimits(page_size=100, max_pages_per_tick=4, max_files_per_tick=300, max_files_per_run=40)
+
+
+class Ticker:
+    """Evaluates the sensor as the daemon would, one tick after another: only the cursor string
+    passes from one evaluation to the next."""
+
+    def __init__(self, sensor: SensorDefinition, store: RawEventStore, dwh: DWHRepository, pages: list[int]):
+        self.sensor = sensor
+        self.resources = {"raw_event_store": store, "dwh": dwh}
+        self.pages = pages
+        self.cursor: str | None = None
+        self.requested: list[tuple[str, str]] = []
+        self.run_keys: list[str] = []
+
+    def tick(self) -> list[RunRequest]:
+        pages_before = self.pages[0]
+        with build_sensor_context(cursor=self.cursor, resources=self.resources) as context:
+            result = self.sensor(context)
+        assert self.pages[0] - pages_before <= LIMITS.max_pages_per_tick
+        self.cursor = result.cursor
+        requests = list(result.run_requests or [])
+        files_this_tick = 0
+        for request in requests:
+            files = files_of(request)
+            assert 0 < len(files) <= LIMITS.max_files_per_run
+            assert request.tags[FILE_COUNT_TAG] == str(len(files))
+            assert int(request.tags[BYTES_TAG]) > 0
+            files_this_tick += len(files)
+            self.requested += files
+            self.run_keys.append(request.run_key)
+        assert files_this_tick <= LIMITS.max_files_per_tick
+        assert (result.skip_reason is None) == bool(requests)
+        return requests
+
+    def position(self, prefix: str) -> str | None:
+        return self.state(prefix)["after"]
+
+    def state(self, prefix: str) -> dict[str, Any]:
+        assert self.cursor is not None
+        return orjson.loads(self.cursor)["prefixes"][prefix]
+
+    def until_sweep_completes(self, prefix: str) -> None:
+        for _ in range(100):
+            self.tick()
+            if self.state(prefix)["sweep_started"] is None:
+                return
+        raise AssertionError("the sweep never completed")
+
+
+def files_of(request: RunRequest) -> list[tuple[str, str]]:
+    config = request.run_config["ops"][load_s3_event_files_op.name]["config"]
+    return [(file["key"], file["etag"]) for file in config["files"]]
+
+
+@pytest.fixture
+def pages(monkeypatch) -> list[int]:
+    """How many listing pages (one ListObjectsV2 request each) have been read."""
+    count = [0]
+    list_pages = RawEventStore.list_pages
+
+    def counted(self: RawEventStore, prefix: str, **kwargs: Any) -> Iterator[ListingPage]:
+        for page in list_pages(self, prefix, **kwargs):
+            count[0] += 1
+            yield page
+
+    monkeypatch.setattr(RawEventStore, "list_pages", counted)
+    return count
+
+
+def put(store: RawEventStore, keys: list[str], body: bytes = gzip.compress(b"{}\n")) -> dict[str, str]:
+    """Objects with the given keys, written in parallel; their ETags."""
+    client = store.s3.get_client()
+
+    def put_one(key: str) -> tuple[str, str]:
+        response = client.put_object(Bucket=store.bucket, Key=key, Body=body)
+        return key, response["ETag"].strip('"')
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(pool.map(put_one, keys))
+
+
+def amplitude_export_keys(root: str, days: int) -> list[str]:
+    """Amplitude's own S3-export layout: one file per hour, ``{project}/{project}_{day}_{H}#{n}.json.gz``."""
+    first = date(2024, 1, 1)
+    return [
+        f"{root}187512/187512_{first + timedelta(days=day)}_{hour}#0.json.gz"
+        for day in range(days)
+        for hour in range(24)
+    ]
+
+
+@pytest.mark.slow
+def test_ticks_over_2500_keys_request_each_content_once_with_bounded_work(raw_event_store, dwh, pages):
+    root = f"{raw_event_store.prefix}/"
+    event_keys = amplitude_export_keys(root, days=100) + [f"{root}weeks/{i:03d}.jsonl.gz" for i in range(100)]
+    markers = [
+        f"{root}_SUCCESS",
+        f"{root}187512/",
+        f"{root}weeks/",
+        f"{root}weeks/manifest.csv",
+        f"{root}a.json",
+    ]
+    etags = put(raw_event_store, event_keys)
+    put(raw_event_store, markers, body=b"")
+    assert len(etags) == 2500
+    ticker = Ticker(build_s3_new_objects_sensor([root], LIMITS), raw_event_store, dwh, pages)
+
+    for _ in range(3):
+        ticker.tick()
+    position = ticker.position(root)
+    assert position is not None
+    # Three ticks of a backlog: each stops at its file budget, and the next resumes right after.
+    in_order = [key for key in sorted(event_keys + markers) if key in etags]
+    assert [key for key, _ in ticker.requested] == in_order[: 3 * LIMITS.max_files_per_tick]
+    assert position == in_order[3 * LIMITS.max_files_per_tick - 1]
+
+    # While the sweep is half-way: a late key that sorts before its position, one after it, a
+    # replaced object it already requested, and more markers.
+    late, after = f"{root}0-late/187512_2023-12-31_23#0.json.gz", f"{root}zz-new.jsonl.gz"
+    assert late < position < after
+    replaced = ticker.requested[0][0]
+    changed = {
+        **put(raw_event_store, [late, after]),
+        **put(raw_event_store, [replaced], body=gzip.compress(b'{"replaced": true}\n')),
+    }
+    put(raw_event_store, [f"{root}0-late/_SUCCESS", f"{root}zz/", f"{root}zz/_SUCCESS"], body=b"")
+    assert changed[replaced] != etags[replaced]
+
+    ticker.until_sweep_completes(root)
+    assert (late, changed[late]) not in ticker.requested  # behind the first sweep's position
+    ticker.until_sweep_completes(root)
+    for _ in range(3):
+        assert ticker.tick() == []
+
+    expected = {
+        **{key: [etag] for key, etag in etags.items()},
+        late: [changed[late]],
+        after: [changed[after]],
+    }
+    expected[replaced] = [etags[replaced], changed[replaced]]
+    assert Counter(ticker.requested) == Counter(
+        (key, etag) for key, tags in expected.items() for etag in tags
+    )
+    assert len(ticker.run_keys) == len(set(ticker.run_keys))
+
+    # Once the checkpoint table says the contents are loaded, the cursor forgets them, and a
+    # reset cursor requests only what is not loaded.
+    loaded = [key for key in event_keys if key != replaced]
+    with dwh.engine.begin() as conn:
+        conn.execute(
+            insert(dwh.tables.checkpoints),
+            [dict(file_key=key, etag=etags[key], last_successful_line=0, finished=True) for key in loaded],
+        )
+    assert ticker.tick() == []
+    assert set(ticker.state(root)["requested"]) == {late, after, replaced}
+    ticker.cursor = None
+    ticker.requested = []
+    ticker.until_sweep_completes(root)
+    assert sorted(ticker.requested) == sorted(
+        [(late, changed[late]), (after, changed[after]), (replaced, changed[replaced])]
+    )
+
+
+def test_the_runs_it_requests_load_the_files_and_are_not_requested_again(raw_event_store, dwh, pages):
+    keys = [
+        upload_events(raw_event_store, "2024-01-08.jsonl.gz", patients("2024-01-08", "E1", "E2")),
+        upload_events(raw_event_store, "187512/187512_2024-01-15_3#0.json.gz", patients("2024-01-15", "E3")),
+        upload_events(raw_event_store, "187512/187512_2024-01-15_3#1.json.gz", patients("2024-01-15", "E4")),
+    ]
+    sensor = build_s3_new_objects_sensor([raw_event_store.prefix], LIMITS)
+    ticker = Ticker(sensor, raw_event_store, dwh, pages)
+    defs = Definitions(jobs=[load_s3_event_files], resources={"raw_event_store": raw_event_store, "dwh": dwh})
+
+    (request,) = ticker.tick()
+    run = defs.resolve_job_def(load_s3_event_files.name).execute_in_process(
+        run_config=request.run_config, tags=request.tags
+    )
+
+    assert sorted(key for key, _ in files_of(request)) == sorted(keys)
+    assert run.success
+    assert run.dagster_run.tags[FILE_COUNT_TAG] == "3"
+    assert len(run.get_asset_materialization_events()) == 6
+    assert permanent_ehr_ids(dwh) == ["E1", "E2", "E3", "E4"]
+    assert ticker.tick() == []
+    assert ticker.state(f"{raw_event_store.prefix}/")["requested"] == {}
+    ticker.cursor = None
+    assert ticker.tick() == []
