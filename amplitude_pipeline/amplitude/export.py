@@ -185,8 +185,8 @@ def parse_export_range(start_date: str, end_date: str, directory: str, now: date
         problems.append(
             f"end_date {last} cannot be exported yet: Amplitude makes an hour exportable about 2 hours "
             f"after it ends, so a UTC day is complete from {DAY_COMPLETE_AT_UTC} UTC the next day; "
-            f"at {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC the latest complete day is {latest}. "
-            "Set end_date on or before it."
+            f"at {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC the latest complete day is {latest}: "
+            "set end_date on or before it"
         )
     prefix = _parse_directory(directory, problems)
     if problems:

@@ -136,8 +136,8 @@ def test_an_end_date_today_or_later_is_refused_with_the_latest_day_allowed():
         assert refused("2024-03-01", end) == (
             f"export_amplitude_range: end_date {end} cannot be exported yet: Amplitude makes an hour "
             "exportable about 2 hours after it ends, so a UTC day is complete from 03:00 UTC the next "
-            "day; at 2024-03-14 15:30 UTC the latest complete day is 2024-03-13. Set end_date on or "
-            "before it."
+            "day; at 2024-03-14 15:30 UTC the latest complete day is 2024-03-13: set end_date on or "
+            "before it"
         )
     early = datetime(2024, 3, 14, 1, 0, tzinfo=UTC)
     assert "the latest complete day is 2024-03-12" in refused("2024-03-01", "2024-03-13", now=early)
