@@ -57,9 +57,9 @@ def week_range(monday: date) -> DayRange:
 def week_pieces(first_day: date, last_day: date) -> list[DayRange]:
     """The Monday-start weeks that meet ``first_day``..``last_day``, each clipped to that range,
     in order. A range from a Monday to a Sunday gives exactly its weeks."""
-    whole = DayRange(first_day, last_day)  # a reversed range raises here
+    DayRange(first_day, last_day)  # a reversed range raises here
     pieces = []
-    start = whole.first_day
+    start = first_day
     while start <= last_day:
         next_monday = start + timedelta(days=DAYS_PER_WEEK - start.weekday())
         pieces.append(DayRange(start, min(next_monday - timedelta(days=1), last_day)))
@@ -86,7 +86,7 @@ class DaysExport:
         return [day.day.isoformat() for day in self.days if day.empty]
 
 
-# A week's export is a DaysExport of seven days; the name stays for the week-level callers.
+# A week's export is a DaysExport of seven days; the older name stays for its existing callers.
 WeekExport = DaysExport
 
 

@@ -112,7 +112,6 @@ def export_amplitude_range_op(
     )
     client = amplitude.get_client(log=context.log)
     written: list[dict[str, Any]] = []
-    records: list[TableRecord] = []
     for number, piece in enumerate(pieces, start=1):
         key = request.key(piece)
         try:
@@ -120,9 +119,9 @@ def export_amplitude_range_op(
         except AmplitudeExportError as error:
             raise Failure(
                 description=(
-                    f"{piece} failed, nothing was written to {key}: {error} The {len(written)} earlier "
-                    "object(s) are complete; rerun the job (every piece is exported again) or a range "
-                    f"starting {piece.first_day}."
+                    f"{piece} failed and nothing was written to {key}; the {len(written)} earlier "
+                    "object(s) are complete. Rerun the job (every piece is exported again) or a range "
+                    f"starting {piece.first_day}. {error}"
                 ),
                 metadata={
                     "first_day": str(piece.first_day),
@@ -132,20 +131,6 @@ def export_amplitude_range_op(
                 },
             ) from error
         export, stored = exported.export, exported.stored
-        records.append(
-            TableRecord(
-                {
-                    "s3_key": key,
-                    "first_day": str(piece.first_day),
-                    "last_day": str(piece.last_day),
-                    "events": export.events,
-                    "bytes": stored.size,
-                    "empty_days": ", ".join(export.empty_days),
-                    "etag": stored.etag,
-                    "s3_uri": raw_event_store.uri(key),
-                }
-            )
-        )
         written.append(
             {
                 "s3_key": key,
@@ -176,10 +161,15 @@ def export_amplitude_range_op(
             "bytes": MetadataValue.int(sum(row["bytes"] for row in written)),
             "empty_days": MetadataValue.json([day for row in written for day in row["empty_days"]]),
             "api_requests": MetadataValue.int(sum(row["api_requests"] for row in written)),
-            "objects": MetadataValue.table(records, schema=_OBJECTS_SCHEMA),
+            "objects": MetadataValue.table([_table_record(row) for row in written], schema=_OBJECTS_SCHEMA),
             "duration_seconds": MetadataValue.float(round(time.monotonic() - started, 3)),
         },
     )
+
+
+def _table_record(row: dict[str, Any]) -> TableRecord:
+    cells = {column.name: row[column.name] for column in _OBJECTS_SCHEMA.columns}
+    return TableRecord({**cells, "empty_days": ", ".join(row["empty_days"])})
 
 
 _LAST_WEEK = last_finished_week(datetime.now(UTC))
