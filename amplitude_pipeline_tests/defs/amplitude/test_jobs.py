@@ -19,6 +19,7 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 
 from amplitude_pipeline.amplitude.export import latest_exportable_day
+from amplitude_pipeline.definitions import defs
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.amplitude.jobs import (
     ExportAmplitudeRangeConfig,
@@ -292,6 +293,13 @@ def test_a_missing_config_entry_is_a_config_error_naming_it():
             run_config={"ops": {OP: {"config": {"start_date": "2024-01-08", "end_date": "2024-01-14"}}}},
             resources={"amplitude": unused_amplitude_resource(), "raw_event_store": unused_store()},
         )
+
+
+def test_the_code_location_has_the_job_with_one_op_of_the_same_name():
+    job = defs.resolve_job_def("export_amplitude_range")
+    assert [node.name for node in job.nodes] == [OP]
+    assert job.nodes[0].definition is export_amplitude_range_op
+    assert set(export_amplitude_range_op.required_resource_keys) == {"amplitude", "raw_event_store"}
 
 
 def test_the_launchpad_opens_with_the_last_finished_week_and_described_fields():
