@@ -324,7 +324,14 @@ class DWHRepository(ConfigurableResource):
     # -- batch writes -------------------------------------------------------------------
 
     def write_batch(self, conn: Connection, batch: ReducedBatch) -> BatchWriteCounts:
-        """Merge one reduced batch into both tables inside the caller's transaction."""
+        """Merge one reduced batch into both tables inside the caller's transaction.
+
+        Merges take a transaction-level advisory lock first: two loads over the same users
+        (neighbouring weeks, the S3 files and the tmp table) would otherwise lock the same rows
+        in different orders and deadlock. Only the merges queue behind each other; reading,
+        parsing and COPYing into staging tables go on in parallel.
+        """
+        conn.execute(select(func.pg_advisory_xact_lock(_MERGE_LOCK)))
         return BatchWriteCounts(
             permanent=self._merge_permanent(conn, batch),
             changeable=self._merge_changeable(conn, batch),
@@ -442,6 +449,7 @@ class DWHRepository(ConfigurableResource):
 
 _ADVISORY_DDL_LOCK = 0x616D706C  # "ampl"
 _FILE_LOCK_SPACE = 0x66696C65  # "file"
+_MERGE_LOCK = 0x6D657267  # "merg"
 
 
 class DWHConfigurationError(ValueError):
