@@ -7,10 +7,12 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
+from dagster_aws.s3 import S3Resource
 from sqlalchemy import text
 
 from amplitude_pipeline.load.event_files import load_event_file
 from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 from amplitude_pipeline_tests.load.events import event, upload_events
 from amplitude_pipeline_tests.load.test_event_files import rows
