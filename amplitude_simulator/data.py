@@ -435,12 +435,8 @@ def _birth_date(anniversary: date, age_after: int) -> date:
     return anniversary.replace(year=year)
 
 
-def _build_user(seed: int, index: int, history_start: date, history_days: int) -> SimulatedUser:
-    rng = scoped_random(seed, "user", index)
-    anonymous = rng.random() < 0.15
-    device = rng.choices([d for d, _ in _DEVICES], weights=[w for _, w in _DEVICES])[0]
-
-    # --- how this user's values are written
+def _draw_style(rng: random.Random, anonymous: bool) -> _Style:
+    """How the user's values are written: which keys are missing, null or blank, and in what form."""
     missing: set[str] = set()
     nulls: set[str] = set()
     blanks: set[str] = set()
@@ -457,7 +453,7 @@ def _build_user(seed: int, index: int, history_start: date, history_days: int) -
         elif key == "weight" and roll < absent_probability + 0.07:
             blanks.add(key)
     city_lang = "ru" if rng.random() < 0.8 else "en"
-    style = _Style(
+    return _Style(
         ehr_mode=("absent" if rng.random() < 0.5 else "null") if anonymous else "value",
         age=rng.choices(("int", "years", "str"), weights=(6, 2, 2))[0],
         premium=rng.choice(tuple(_PREMIUM_RENDERINGS)),
@@ -468,10 +464,11 @@ def _build_user(seed: int, index: int, history_start: date, history_days: int) -
         blanks=frozenset(blanks),
     )
 
-    # --- facts at the start of the history window
-    age0 = rng.randint(18, 75)
-    facts = _Facts(
-        age=age0,
+
+def _draw_initial_facts(rng: random.Random, anonymous: bool) -> _Facts:
+    """The user's changeable facts at the start of the history window."""
+    return _Facts(
+        age=rng.randint(18, 75),
         city=rng.choices(_CITIES, weights=_CITY_WEIGHTS)[0],
         app_index=rng.randrange(len(_APP_VERSIONS) - 2),  # room for two upgrades
         status="free" if anonymous else rng.choices(_SUBSCRIPTION_STATUSES, weights=(5, 1, 3, 1))[0],
@@ -479,14 +476,30 @@ def _build_user(seed: int, index: int, history_start: date, history_days: int) -
         weight=round(rng.uniform(48.0, 115.0), 1),
         height=rng.randint(150, 198),
     )
-    start_version = _APP_VERSIONS[max(0, facts.app_index - rng.randrange(3))]
 
-    # --- versions: 1-3, switching at instants inside the history window
+
+class _History(NamedTuple):
+    """A user's facts through the history window, and the birth date that agrees with them."""
+
+    #: Epoch milliseconds at which versions[1:] start to apply.
+    switches: list[int]
+    #: The facts of each version; the first is the initial facts.
+    version_facts: list[_Facts]
+    #: What each version changed (empty for the first).
+    version_changes: list[tuple[str, ...]]
+    birth_date: date
+
+
+def _draw_history(
+    rng: random.Random, style: _Style, initial: _Facts, history_start: date, history_days: int
+) -> _History:
+    """1-3 versions switching at instants inside the history window, each changing something."""
     window_start_ms = _epoch_ms(history_start)
     version_count = rng.choices((1, 2, 3), weights=(45, 35, 20))[0]
     switches = sorted(
         window_start_ms + rng.randrange(history_days * _DAY_MS) for _ in range(version_count - 1)
     )
+    facts = dataclasses.replace(initial)
     version_facts = [dataclasses.replace(facts)]
     version_changes: list[tuple[str, ...]] = [()]
     birthday_on: date | None = None
@@ -505,9 +518,19 @@ def _build_user(seed: int, index: int, history_start: date, history_days: int) -
     if birthday_on is None:
         offset = rng.randrange(history_days, 365)
         birthday_on = history_start + timedelta(days=offset)
-    birth_date = _birth_date(birthday_on, age0 + 1)
+    return _History(switches, version_facts, version_changes, _birth_date(birthday_on, initial.age + 1))
 
-    # --- permanent facts and identity
+
+class _Profile(NamedTuple):
+    """The permanent facts: registration, gender, birth date, acquisition channel."""
+
+    created_ms: int
+    #: The permanent ``user_properties`` as rendered, before the style drops or nulls any.
+    values: dict[str, Any]
+    channel: tuple[str, str, str, str, str, str]
+
+
+def _draw_profile(rng: random.Random, history_start: date, birth_date: date) -> _Profile:
     first_registration_ms = _epoch_ms(date(2019, 1, 1))
     created_ms = first_registration_ms + rng.randrange(_epoch_ms(history_start) - first_registration_ms)
     created = datetime.fromtimestamp(created_ms // 1000, tz=UTC)
@@ -519,7 +542,7 @@ def _build_user(seed: int, index: int, history_start: date, history_days: int) -
     }[gender][gender_rendering]
     birth_date_text = birth_date.isoformat() if rng.random() < 0.65 else f"{birth_date:%d.%m.%Y}"
     channel = rng.choices(_ACQUISITION_CHANNELS, weights=(30, 20, 15, 15, 10, 10))[0]
-    permanent_values: dict[str, Any] = {
+    values: dict[str, Any] = {
         "gender": rendered_gender,
         "birth_date": birth_date_text,
         "registration_date": created.date().isoformat(),
@@ -530,21 +553,30 @@ def _build_user(seed: int, index: int, history_start: date, history_days: int) -
         "initial_utm_content": channel[4],
         "initial_referrer": channel[5],
     }
+    return _Profile(created_ms, values, channel)
 
-    ehr_id = None if anonymous else f"EHR-{(index * 7919 + 1013) % 1_000_000:06d}"
-    identity: dict[str, Any] = {}
+
+def _identity_properties(style: _Style, ehr_id: str | None) -> dict[str, Any]:
+    """``ehr_id`` as the user's app writes it: the value, null, or no key at all."""
     if style.ehr_mode == "value":
-        identity["ehr_id"] = ehr_id
-    elif style.ehr_mode == "null":
-        identity["ehr_id"] = None
+        return {"ehr_id": ehr_id}
+    if style.ehr_mode == "null":
+        return {"ehr_id": None}
+    return {}
 
-    permanent: dict[str, Any] = {}
-    for key, value in permanent_values.items():
-        if key in style.missing:
-            continue
-        permanent[key] = None if key in style.nulls else value
 
-    # Keys Amplitude's SDKs add on their own; field_mappings.yaml lists them under `ignore`.
+def _render_permanent(style: _Style, values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: None if key in style.nulls else value
+        for key, value in values.items()
+        if key not in style.missing
+    }
+
+
+def _draw_ignored_properties(
+    rng: random.Random, channel: tuple[str, str, str, str, str, str]
+) -> dict[str, Any]:
+    """Keys Amplitude's SDKs add on their own; field_mappings.yaml lists them under `ignore`."""
     ignored: dict[str, Any] = {}
     if rng.random() < 0.3:
         candidates: dict[str, Callable[[], Any]] = {
@@ -560,17 +592,37 @@ def _build_user(seed: int, index: int, history_start: date, history_days: int) -
         }
         for key in sorted(rng.sample(sorted(candidates), k=rng.randint(1, 3))):
             ignored[key] = candidates[key]()
+    return ignored
 
-    # --- each version's full snapshot
+
+def _build_user(seed: int, index: int, history_start: date, history_days: int) -> SimulatedUser:
+    """User ``index``, from their own random stream: the sections below draw from it in order,
+    so the order of the calls is part of the generated data."""
+    rng = scoped_random(seed, "user", index)
+    anonymous = rng.random() < 0.15
+    device = rng.choices([d for d, _ in _DEVICES], weights=[w for _, w in _DEVICES])[0]
+    style = _draw_style(rng, anonymous)
+    initial = _draw_initial_facts(rng, anonymous)
+    start_version = _APP_VERSIONS[max(0, initial.app_index - rng.randrange(3))]
+    history = _draw_history(rng, style, initial, history_start, history_days)
+    profile = _draw_profile(rng, history_start, history.birth_date)
+    ehr_id = None if anonymous else f"EHR-{(index * 7919 + 1013) % 1_000_000:06d}"
+    constant = {**_identity_properties(style, ehr_id), **_render_permanent(style, profile.values)}
+    ignored = _draw_ignored_properties(rng, profile.channel)
+
     versions = tuple(
         PropertyVersion(
-            valid_from=None if number == 0 else datetime.fromtimestamp(switches[number - 1] / 1000, tz=UTC),
+            valid_from=None
+            if number == 0
+            else datetime.fromtimestamp(history.switches[number - 1] / 1000, tz=UTC),
             changes=changes,
             city=snapshot.city,
             app_version=_APP_VERSIONS[snapshot.app_index],
-            user_properties={**identity, **permanent, **_render_changeable(style, snapshot), **ignored},
+            user_properties={**constant, **_render_changeable(style, snapshot), **ignored},
         )
-        for number, (snapshot, changes) in enumerate(zip(version_facts, version_changes, strict=True))
+        for number, (snapshot, changes) in enumerate(
+            zip(history.version_facts, history.version_changes, strict=True)
+        )
     )
 
     amplitude_id = 100_000_000_000 + index * 1_000_003 + rng.randrange(1_000_000)
@@ -588,13 +640,13 @@ def _build_user(seed: int, index: int, history_start: date, history_days: int) -
         device=device,
         ip_address=f"{rng.choice((5, 31, 46, 77, 95, 178, 185, 188))}.{rng.randrange(256)}."
         f"{rng.randrange(256)}.{rng.randrange(1, 255)}",
-        language="Russian" if city_lang == "ru" else "English",
-        user_creation_time=_format_ms(created_ms),
+        language="Russian" if style.city_lang == "ru" else "English",
+        user_creation_time=_format_ms(profile.created_ms),
         start_version=start_version,
         activity=min(rng.paretovariate(1.5), 20.0),
         session_phase_ms=rng.randrange(1_800_000),
         versions=versions,
-        switch_ms=tuple(switches),
+        switch_ms=tuple(history.switches),
     )
 
 
