@@ -595,6 +595,27 @@ def _draw_ignored_properties(
     return ignored
 
 
+def _property_versions(
+    style: _Style, history: _History, constant: dict[str, Any], ignored: dict[str, Any]
+) -> tuple[PropertyVersion, ...]:
+    """Each version with its full ``user_properties`` snapshot: the properties that never change,
+    the version's changeable ones as the user's style renders them, and the SDK's ignored keys."""
+    return tuple(
+        PropertyVersion(
+            valid_from=None
+            if number == 0
+            else datetime.fromtimestamp(history.switches[number - 1] / 1000, tz=UTC),
+            changes=changes,
+            city=snapshot.city,
+            app_version=_APP_VERSIONS[snapshot.app_index],
+            user_properties={**constant, **_render_changeable(style, snapshot), **ignored},
+        )
+        for number, (snapshot, changes) in enumerate(
+            zip(history.version_facts, history.version_changes, strict=True)
+        )
+    )
+
+
 def _build_user(seed: int, index: int, history_start: date, history_days: int) -> SimulatedUser:
     """User ``index``, from their own random stream: the sections below draw from it in order,
     so the order of the calls is part of the generated data."""
@@ -610,20 +631,7 @@ def _build_user(seed: int, index: int, history_start: date, history_days: int) -
     constant = {**_identity_properties(style, ehr_id), **_render_permanent(style, profile.values)}
     ignored = _draw_ignored_properties(rng, profile.channel)
 
-    versions = tuple(
-        PropertyVersion(
-            valid_from=None
-            if number == 0
-            else datetime.fromtimestamp(history.switches[number - 1] / 1000, tz=UTC),
-            changes=changes,
-            city=snapshot.city,
-            app_version=_APP_VERSIONS[snapshot.app_index],
-            user_properties={**constant, **_render_changeable(style, snapshot), **ignored},
-        )
-        for number, (snapshot, changes) in enumerate(
-            zip(history.version_facts, history.version_changes, strict=True)
-        )
-    )
+    versions = _property_versions(style, history, constant, ignored)
 
     amplitude_id = 100_000_000_000 + index * 1_000_003 + rng.randrange(1_000_000)
     device_id = _uuid4(rng)
