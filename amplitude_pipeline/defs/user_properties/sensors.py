@@ -19,6 +19,7 @@ from dagster import (
     sensor,
 )
 
+from amplitude_pipeline.defs.tags import DWH_LOAD_TAGS
 from amplitude_pipeline.defs.user_properties.jobs import (
     LoadS3EventFilesConfig,
     S3EventFile,
@@ -99,7 +100,7 @@ def _run_request(group: FileGroup) -> RunRequest:
     return RunRequest(
         run_key=group.run_key,
         run_config=RunConfig(ops={load_s3_event_files_op.name: config}),
-        tags={FILE_COUNT_TAG: str(len(group.files)), BYTES_TAG: str(group.total_bytes)},
+        tags={**DWH_LOAD_TAGS, FILE_COUNT_TAG: str(len(group.files)), BYTES_TAG: str(group.total_bytes)},
     )
 
 
