@@ -2,18 +2,21 @@
 # The local stack: PostgreSQL (DWH + Dagster instance), SeaweedFS as S3, the Amplitude simulator,
 # a Prometheus Pushgateway for the runs' metrics.
 #
-#   scripts/stack.sh start|stop|status|env
+#   scripts/stack.sh start|stop|status|env|ports
 #
 # Everything lives under .local/stack of this checkout (PostgreSQL's data may live under
 # /var/tmp when the checkout is not reachable by the `postgres` user, see pg_data_dir).
 # `stop` stops only the processes this script started (their pid files).
 # `env` prints the environment (CONTRACT §2) that points the pipeline at this stack.
+# `ports` prints every port with the STACK_* variable that sets it.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STACK_DIR="${STACK_DIR:-$REPO/.local/stack}"
 VENV_BIN="${VENV_BIN:-$REPO/.venv/bin}"
 
+# Every port is set by its STACK_* variable (`ports` lists them); resolve_ports refuses a value
+# that is not a port, and two services on one port, before anything starts.
 PG_PORT="${STACK_PG_PORT:-55432}"
 S3_PORT="${STACK_S3_PORT:-18333}"
 SIM_PORT="${STACK_SIM_PORT:-18080}"
@@ -24,6 +27,23 @@ WEED_MASTER_PORT="${STACK_WEED_MASTER_PORT:-19333}"
 WEED_VOLUME_PORT="${STACK_WEED_VOLUME_PORT:-19340}"
 WEED_FILER_PORT="${STACK_WEED_FILER_PORT:-18888}"
 WEED_ADMIN_PORT="${STACK_WEED_ADMIN_PORT:-23646}"
+# Its gRPC ports default to SeaweedFS's convention, the HTTP port + 10000 (resolve_ports); an
+# HTTP port above 55535 needs its gRPC port set. Out of range, weed would bind random ports.
+# The admin's gRPC port is always the admin port + 10000 (see resolve_ports).
+WEED_MASTER_GRPC_PORT="${STACK_WEED_MASTER_GRPC_PORT:-}"
+WEED_VOLUME_GRPC_PORT="${STACK_WEED_VOLUME_GRPC_PORT:-}"
+WEED_FILER_GRPC_PORT="${STACK_WEED_FILER_GRPC_PORT:-}"
+S3_GRPC_PORT="${STACK_S3_GRPC_PORT:-}"
+WEED_ADMIN_GRPC_PORT=
+# (variable, shell variable) of every port that can be set, in the order `ports` prints them.
+PORTS=(
+  "STACK_PG_PORT PG_PORT" "STACK_S3_PORT S3_PORT" "STACK_SIM_PORT SIM_PORT"
+  "STACK_PUSHGATEWAY_PORT PUSHGATEWAY_PORT" "STACK_WEED_MASTER_PORT WEED_MASTER_PORT"
+  "STACK_WEED_VOLUME_PORT WEED_VOLUME_PORT" "STACK_WEED_FILER_PORT WEED_FILER_PORT"
+  "STACK_WEED_ADMIN_PORT WEED_ADMIN_PORT" "STACK_S3_GRPC_PORT S3_GRPC_PORT"
+  "STACK_WEED_MASTER_GRPC_PORT WEED_MASTER_GRPC_PORT" "STACK_WEED_VOLUME_GRPC_PORT WEED_VOLUME_GRPC_PORT"
+  "STACK_WEED_FILER_GRPC_PORT WEED_FILER_GRPC_PORT"
+)
 
 PG_USER=pipeline
 PG_PASSWORD=pipeline-local-password
@@ -36,6 +56,61 @@ SIM_SECRET_KEY=sim-secret-key
 PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
+
+is_port() { [[ $1 =~ ^[1-9][0-9]{0,4}$ ]] && (($1 <= 65535)); }
+
+# Gives each unset gRPC port its default and checks every port. Any problem: each is named,
+# and the script exits before it starts or writes anything.
+resolve_ports() {
+  local problems=() entry variable name value base
+  local -A owner=()
+  for entry in "${PORTS[@]}"; do
+    read -r variable name <<<"$entry"
+    value="${!name}"
+    if [ -z "$value" ]; then # a gRPC port left unset
+      base="${name%_GRPC_PORT}_PORT"
+      is_port "${!base}" || continue # the HTTP port's own problem is reported
+      value=$((${!base} + 10000))
+      printf -v "$name" '%s' "$value"
+      if ! is_port "$value"; then
+        problems+=("$variable is unset and defaults to ${variable%_GRPC_PORT}_PORT + 10000 = $value, above 65535: set $variable")
+        continue
+      fi
+    elif ! is_port "$value"; then
+      problems+=("$variable=$value is not a port (an integer from 1 to 65535)")
+      continue
+    fi
+    if [ -n "${owner[$value]:-}" ]; then
+      problems+=("$variable and ${owner[$value]} are both $value: two services cannot share a port")
+    else
+      owner[$value]=$variable
+    fi
+  done
+  # weed mini's maintenance worker dials the admin's gRPC at the admin port + 10000, whatever
+  # -admin.port.grpc says (SeaweedFS 4.48): that port cannot move on its own.
+  if is_port "$WEED_ADMIN_PORT"; then
+    WEED_ADMIN_GRPC_PORT=$((WEED_ADMIN_PORT + 10000))
+    if ! is_port "$WEED_ADMIN_GRPC_PORT"; then
+      problems+=("STACK_WEED_ADMIN_PORT=$WEED_ADMIN_PORT is above 55535: the admin's gRPC port is always STACK_WEED_ADMIN_PORT + 10000 (SeaweedFS's worker dials it there)")
+    elif [ -n "${owner[$WEED_ADMIN_GRPC_PORT]:-}" ]; then
+      problems+=("${owner[$WEED_ADMIN_GRPC_PORT]} is $WEED_ADMIN_GRPC_PORT, the admin's gRPC port (STACK_WEED_ADMIN_PORT + 10000): two services cannot share a port")
+    fi
+  fi
+  if [ ${#problems[@]} -gt 0 ]; then
+    log "refusing to run '$cmd': bad port settings"
+    local problem
+    for problem in "${problems[@]}"; do log "  $problem"; done
+    exit 2
+  fi
+}
+
+print_ports() {
+  local entry variable name
+  for entry in "${PORTS[@]}"; do
+    read -r variable name <<<"$entry"
+    printf '%s=%s\n' "$variable" "${!name}"
+  done
+}
 
 as_postgres() {
   # From /: the postgres user may not be allowed into the current directory.
@@ -106,11 +181,11 @@ start_seaweedfs() {
 JSON
   log "seaweedfs S3 on 127.0.0.1:$S3_PORT"
   setsid "$VENV_BIN/weed" mini -dir="$STACK_DIR/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-    -master.port="$WEED_MASTER_PORT" -master.port.grpc=$((WEED_MASTER_PORT + 10000)) \
-    -volume.port="$WEED_VOLUME_PORT" -volume.port.grpc=$((WEED_VOLUME_PORT + 10000)) \
-    -filer.port="$WEED_FILER_PORT" -filer.port.grpc=$((WEED_FILER_PORT + 10000)) \
-    -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 10000)) -s3.port.iceberg=0 -s3.port.lance=0 \
-    -admin.ui=false -admin.port="$WEED_ADMIN_PORT" -admin.port.grpc=$((WEED_ADMIN_PORT + 10000)) \
+    -master.port="$WEED_MASTER_PORT" -master.port.grpc="$WEED_MASTER_GRPC_PORT" \
+    -volume.port="$WEED_VOLUME_PORT" -volume.port.grpc="$WEED_VOLUME_GRPC_PORT" \
+    -filer.port="$WEED_FILER_PORT" -filer.port.grpc="$WEED_FILER_GRPC_PORT" \
+    -s3.port="$S3_PORT" -s3.port.grpc="$S3_GRPC_PORT" -s3.port.iceberg=0 -s3.port.lance=0 \
+    -admin.ui=false -admin.port="$WEED_ADMIN_PORT" -admin.port.grpc="$WEED_ADMIN_GRPC_PORT" \
     -webdav=false -master.volumeSizeLimitMB=256 \
     -s3.config="$STACK_DIR/s3-identities.json" -bucket="$S3_BUCKET_NAME" \
     >"$STACK_DIR/logs/seaweedfs.log" 2>&1 </dev/null &
@@ -194,6 +269,10 @@ prepare_dagster_home() {
 }
 
 cmd="${1:-status}"
+case "$cmd" in
+  stop | status) ;;
+  *) resolve_ports ;;
+esac
 mkdir -p "$STACK_DIR/logs"
 case "$cmd" in
   start)
@@ -226,8 +305,11 @@ case "$cmd" in
   env)
     print_env
     ;;
+  ports)
+    print_ports
+    ;;
   *)
-    echo "usage: $0 start|stop|status|env" >&2
+    echo "usage: $0 start|stop|status|env|ports" >&2
     exit 2
     ;;
 esac
