@@ -2,13 +2,15 @@
 # The local stack: PostgreSQL (DWH + Dagster instance), SeaweedFS as S3, the Amplitude simulator,
 # a Prometheus Pushgateway for the runs' metrics.
 #
-#   scripts/stack.sh start|stop|status|env|ports
+#   scripts/stack.sh start|stop|status|env|ports|restart-postgres
 #
 # Everything lives under .local/stack of this checkout (PostgreSQL's data may live under
 # /var/tmp when the checkout is not reachable by the `postgres` user, see pg_data_dir).
 # `stop` stops only the processes this script started (their pid files).
 # `env` prints the environment (CONTRACT §2) that points the pipeline at this stack.
 # `ports` prints every port with the STACK_* variable that sets it.
+# `restart-postgres` restarts PostgreSQL with `-m immediate` (a crash: no checkpoint, every
+# connection dropped, recovery on start), as the fault-injection tests do mid-load.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -112,6 +114,11 @@ print_ports() {
   done
 }
 
+# The server's options: `start` and `restart-postgres` must run it the same way.
+pg_server_options() {
+  echo "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+}
+
 as_postgres() {
   # From /: the postgres user may not be allowed into the current directory.
   if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
@@ -159,7 +166,7 @@ start_postgres() {
   else
     log "postgres on 127.0.0.1:$PG_PORT"
     as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$(dirname "$data")/postgres.log" -w -t 60 start \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+      -o "$(pg_server_options)" >/dev/null
     echo started >"$STACK_DIR/postgres.started"
   fi
   local db
@@ -169,6 +176,13 @@ start_postgres() {
       PGPASSWORD="$PG_PASSWORD" "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -qc "CREATE DATABASE $db" >/dev/null
     fi
   done
+}
+
+restart_postgres() {
+  local data; data="$(pg_data_dir)"
+  log "restarting postgres (-m immediate)"
+  as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$(dirname "$data")/postgres.log" -w -t 60 -m immediate \
+    restart -o "$(pg_server_options)" >/dev/null
 }
 
 start_seaweedfs() {
@@ -308,8 +322,11 @@ case "$cmd" in
   ports)
     print_ports
     ;;
+  restart-postgres)
+    restart_postgres
+    ;;
   *)
-    echo "usage: $0 start|stop|status|env|ports" >&2
+    echo "usage: $0 start|stop|status|env|ports|restart-postgres" >&2
     exit 2
     ;;
 esac
