@@ -6,7 +6,10 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 scripts/bootstrap.sh
-if scripts/stack.sh status | grep -q "stopped"; then
+# The status is read whole before it is searched: under pipefail, `status | grep -q` fails
+# with SIGPIPE (141) when grep stops reading early, and the stack would never be stopped.
+stack_status="$(scripts/stack.sh status)"
+if [[ $stack_status == *stopped* ]]; then
   trap 'scripts/stack.sh stop' EXIT
 fi
 scripts/stack.sh start
