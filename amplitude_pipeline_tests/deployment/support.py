@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import pytest
 import requests
+from dagster._core.errors import DagsterUserCodeUnreachableError
+from dagster._grpc.client import DagsterGrpcClient
 from sqlalchemy import create_engine, make_url, text
 
 from amplitude_pipeline_tests.conftest import REPO_ROOT
@@ -143,6 +145,8 @@ class Topology:
                 LOCATION_NAME,
             ],
         )
+        # The webserver and the daemon find the location loaded, as after a rolling deploy.
+        self._wait_for_code_server()
         self._spawn(
             "webserver",
             [
@@ -170,6 +174,20 @@ class Topology:
                 start_new_session=True,
             )
         self.processes.append(_Process(name, popen, log))
+
+    def _wait_for_code_server(self, timeout: float = 180) -> None:
+        client = DagsterGrpcClient(port=self.grpc_port, host="127.0.0.1")
+
+        def serving() -> bool | None:
+            if self.exited():
+                pytest.fail(f"the code server died\n{self.log_tails()}")
+            try:
+                client.list_repositories()
+            except DagsterUserCodeUnreachableError:
+                return None
+            return True
+
+        wait_for("the code server to load amplitude_pipeline", serving, timeout, self.log_tails)
 
     def stop(self) -> None:
         """SIGTERM to each process group, then SIGKILL to whatever still carries the marker."""
@@ -228,16 +246,19 @@ class Topology:
             for entry in entries:
                 if entry["name"] != LOCATION_NAME:
                     continue
-                if (
-                    entry["locationOrLoadError"]
-                    and entry["locationOrLoadError"]["__typename"] == "PythonError"
-                ):
-                    pytest.fail(f"the code location failed to load: {entry['locationOrLoadError']}")
-                if entry["loadStatus"] == "LOADED" and entry["locationOrLoadError"]:
+                location = entry["locationOrLoadError"]
+                if entry["loadStatus"] == "LOADED" and location and location["__typename"] != "PythonError":
                     return True
             return None
 
-        wait_for("the code location to load in the webserver", loaded, timeout, self.log_tails)
+        def describe() -> str:
+            try:
+                workspace = self.graphql(_WORKSPACE_QUERY)
+            except requests.RequestException as error:
+                workspace = {"error": str(error)}
+            return f"workspace: {workspace}\n{self.log_tails()}"
+
+        wait_for("the code location to load in the webserver", loaded, timeout, describe)
 
 
 _WORKSPACE_QUERY = """

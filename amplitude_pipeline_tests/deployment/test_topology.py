@@ -1,0 +1,437 @@
+"""The deployment's topology on this machine, end to end with a real daemon (issue 8, item 6).
+
+A code server (``dagster code-server start``), ``dagster-webserver`` and ``dagster-daemon`` run as
+separate processes with the production instance (deploy/dagster.yaml) in a database of their own
+on the stack's PostgreSQL, the stack's S3 under a prefix of their own, a DWH schema of their own,
+and an Amplitude simulator with small weeks. Everything is asked of them the way an operator or a
+client would: through the webserver's GraphQL API; what they did is read back from S3, the DWH and
+the instance.
+
+The code location's weekly partitions start three weeks before the latest finished week: the
+backfill takes those three, the automation test the latest one.
+"""
+
+import gzip
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.tags import BACKFILL_ID_TAG, PARTITION_NAME_TAG, SENSOR_NAME_TAG
+from dagster_aws.s3 import S3Resource
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import ProgrammingError
+
+from amplitude_pipeline.defs.partitions import weekly_partitions
+from amplitude_pipeline.defs.tags import DWH_LOAD_TAGS
+from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE
+from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline_tests.defs.support import (
+    SIM_API_KEY,
+    SIM_SECRET_KEY,
+    SMALL_WEEK,
+    joined_lines,
+    object_lines_bytes,
+)
+from amplitude_pipeline_tests.deployment.support import (
+    LOCATION_NAME,
+    REPOSITORY_NAME,
+    Topology,
+    fresh_dagster_database,
+    instance_home,
+    wait_for,
+)
+from amplitude_pipeline_tests.load.events import event, upload_events
+from amplitude_simulator import SimulatorServer, expected_week_lines
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TABLES = (PERMANENT_TABLE, CHANGEABLE_TABLE)
+# Startup of three processes on a busy 2-core machine, then the work, then the daemon's intervals
+# (30 s for the sensors, the backfill daemon's iterations): bounded, with room to spare.
+TEST_TIMEOUT = 480
+WAIT_SECONDS = 360
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+LATEST_WEEK = date.fromisoformat(weekly_partitions.get_last_partition_key() or "")
+BACKFILL_WEEKS = [(LATEST_WEEK - timedelta(weeks=n)).isoformat() for n in (3, 2, 1)]
+
+
+@dataclass
+class Deployment:
+    topology: Topology
+    instance: DagsterInstance
+    store: RawEventStore
+    watched: RawEventStore
+    dwh_url: str
+    dwh_schema: str
+    simulator: SimulatorServer
+
+    def failure_report(self, runs: list[DagsterRun] | None = None) -> str:
+        """The processes' log tails and, for each run given, its status and error messages."""
+        parts = []
+        for run in runs or []:
+            parts.append(f"run {run.run_id} ({run.job_name}, {dict(run.tags)}): {run.status}")
+            for record in self.instance.all_logs(
+                run.run_id,
+                of_type={
+                    DagsterEventType.STEP_FAILURE,
+                    DagsterEventType.RUN_FAILURE,
+                    DagsterEventType.ENGINE_EVENT,
+                },
+            ):
+                if record.is_dagster_event and record.dagster_event is not None:
+                    parts.append(f"  {record.dagster_event.event_type_value}: {record.dagster_event.message}")
+        parts.append(self.topology.log_tails())
+        return "\n".join(parts)
+
+    def alive(self) -> None:
+        if self.topology.exited():
+            pytest.fail(f"a process of the topology died\n{self.failure_report()}")
+
+    def ehr_ids(self, table: str) -> set[str]:
+        engine = create_engine(self.dwh_url)
+        try:
+            with engine.connect() as conn:
+                found = conn.execute(text(f'SELECT ehr_id FROM "{self.dwh_schema}"."{table}"')).scalars()
+                return {ehr_id for ehr_id in found if ehr_id is not None}
+        except ProgrammingError:  # the first load has not created the table yet
+            return set()
+        finally:
+            engine.dispose()
+
+    def materialization_metadata(self, asset: str, week: str) -> tuple[str, dict[str, Any]] | None:
+        """(run id, metadata values) of the asset's latest materialization of the week, if any."""
+        records = self.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[week]), limit=1
+        ).records
+        if not records:
+            return None
+        materialization = records[0].asset_materialization
+        assert materialization is not None
+        metadata = {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+        return records[0].run_id, metadata
+
+    def run(self, run_id: str) -> DagsterRun:
+        found = self.instance.get_run_by_id(run_id)
+        assert found is not None, run_id
+        return found
+
+
+@pytest.fixture(scope="module")
+def deployment(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    root = f"test-topology-{uuid.uuid4().hex[:12]}"
+    dwh_schema = f"test_{uuid.uuid4().hex[:12]}"
+    directory = tmp_path_factory.mktemp("topology")
+    home = instance_home(directory / "dagster_home")
+    logs = directory / "logs"
+    logs.mkdir()
+    s3 = S3Resource(endpoint_url=os.environ["S3_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION"))
+    bucket = os.environ["S3_BUCKET"]
+    with (
+        SimulatorServer(SMALL_WEEK, api_key=SIM_API_KEY, secret_key=SIM_SECRET_KEY) as simulator,
+        fresh_dagster_database() as database,
+        pytest.MonkeyPatch.context() as monkeypatch,
+    ):
+        instance_env = {
+            **database,
+            "DAGSTER_COMPUTE_LOGS_BUCKET": bucket,
+            "DAGSTER_COMPUTE_LOGS_PREFIX": f"{root}/compute-logs",
+            "AWS_ENDPOINT_URL_S3": os.environ["S3_ENDPOINT_URL"],
+        }
+        pipeline_env = {
+            "AMPLITUDE_EXPORT_URL": simulator.export_url,
+            "AMPLITUDE_API_KEY": SIM_API_KEY,
+            "AMPLITUDE_SECRET_KEY": SIM_SECRET_KEY,
+            "AMPLITUDE_START_DATE": BACKFILL_WEEKS[0],
+            "S3_PREFIX": f"{root}/events",
+            "S3_WATCH_PREFIXES": f"{root}/watched",
+            "DWH_SCHEMA": dwh_schema,
+            "PYTHONUNBUFFERED": "1",
+        }
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            # Not the dev instance, nor the shared Pushgateway, nor pytest's own settings.
+            if name not in {"DAGSTER_HOME", "DAGSTER_PG_URL", "PROMETHEUS_PUSHGATEWAY_URL"}
+            and not name.startswith("PYTEST_")
+        }
+        topology = Topology(home=home, logs=logs, env={**inherited, **instance_env, **pipeline_env})
+        # This process reads the same instance: it needs the same variables to load it.
+        for name, value in instance_env.items():
+            monkeypatch.setenv(name, value)
+        instance = DagsterInstance.from_config(str(home))
+        try:
+            topology.start()
+            topology.wait_until_loaded()
+            yield Deployment(
+                topology=topology,
+                instance=instance,
+                store=RawEventStore(bucket=bucket, prefix=pipeline_env["S3_PREFIX"], s3=s3),
+                watched=RawEventStore(bucket=bucket, prefix=pipeline_env["S3_WATCH_PREFIXES"], s3=s3),
+                dwh_url=os.environ["DWH_URL"],
+                dwh_schema=dwh_schema,
+                simulator=simulator,
+            )
+        finally:
+            topology.stop()
+            instance.dispose()
+            engine = create_engine(os.environ["DWH_URL"])
+            with engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{dwh_schema}" CASCADE'))
+            engine.dispose()
+
+
+LAUNCH_BACKFILL = """
+mutation ($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+
+BACKFILL_STATUS = """
+query ($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status }
+    ... on Error { message }
+  }
+}
+"""
+
+START_SENSOR = """
+mutation ($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { id status } }
+    ... on Error { message }
+  }
+}
+"""
+
+STOP_SENSOR = """
+mutation ($id: String!) {
+  stopSensor(id: $id) {
+    __typename
+    ... on StopSensorMutationResult { instigationState { status } }
+    ... on Error { message }
+  }
+}
+"""
+
+LAUNCH_RUN = """
+mutation ($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}
+"""
+
+BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+def asset_keys(*names: str) -> list[dict[str, list[str]]]:
+    return [{"path": [name]} for name in names]
+
+
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_a_backfill_launched_through_the_webserver_exports_the_weeks_and_builds_their_tables(deployment):
+    topology = deployment.topology
+    launched = topology.graphql(
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "assetSelection": asset_keys("amplitude_events", *TABLES),
+                "partitionNames": BACKFILL_WEEKS,
+                "tags": [{"key": key, "value": value} for key, value in DWH_LOAD_TAGS.items()],
+                "title": "topology test",
+            }
+        },
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    def backfill_runs() -> list[DagsterRun]:
+        return list(deployment.instance.get_runs(filters=RunsFilter(tags={BACKFILL_ID_TAG: backfill_id})))
+
+    def finished() -> str | None:
+        deployment.alive()
+        answer = topology.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        assert answer["__typename"] == "PartitionBackfill", answer
+        return answer["status"] if answer["status"] in BACKFILL_DONE else None
+
+    status = wait_for(
+        f"backfill {backfill_id}", finished, WAIT_SECONDS, lambda: deployment.failure_report(backfill_runs())
+    )
+
+    runs = backfill_runs()
+    assert status == "COMPLETED_SUCCESS", deployment.failure_report(runs)
+    assert sorted(run.tags[PARTITION_NAME_TAG] for run in runs) == BACKFILL_WEEKS
+    assert all(run.status == DagsterRunStatus.SUCCESS for run in runs), deployment.failure_report(runs)
+    assert all(DWH_LOAD_TAGS.items() <= run.tags.items() for run in runs)
+    expected_ehr_ids: set[str] = set()
+    for week in BACKFILL_WEEKS:
+        lines = expected_week_lines(SMALL_WEEK, date.fromisoformat(week))
+        # The weekly objects hold the simulator's events byte for byte, days and hours in order.
+        assert object_lines_bytes(deployment.store, deployment.store.week_key(week)) == joined_lines(lines)
+        for table in TABLES:
+            found = deployment.materialization_metadata(table, week)
+            assert found is not None, (table, week)
+            _, metadata = found
+            assert metadata["file_key"] == deployment.store.week_key(week)
+            assert metadata["last_successful_line"] == len(lines) - 1
+        records = [orjson.loads(line) for line in lines]
+        expected_ehr_ids |= {
+            r["user_properties"]["ehr_id"] for r in records if r["user_properties"].get("ehr_id")
+        }
+    assert expected_ehr_ids
+    assert expected_ehr_ids <= deployment.ehr_ids(PERMANENT_TABLE)
+    assert expected_ehr_ids <= deployment.ehr_ids(CHANGEABLE_TABLE)
+
+
+def patients(day: str, *ehr_ids: str) -> list[dict[str, Any]]:
+    return [
+        event(f"{day} {9 + i:02d}:00:00", ehr_id=ehr_id, amplitude_id=900_000 + i)
+        for i, ehr_id in enumerate(ehr_ids)
+    ]
+
+
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_files_dropped_under_the_watched_prefix_end_up_in_the_tables(deployment):
+    weekly_ids = {"TOPO-WEEKLY-1", "TOPO-WEEKLY-2"}
+    export_ids = {"TOPO-EXPORT-1", "TOPO-EXPORT-2", "TOPO-EXPORT-3"}
+    weekly_file = upload_events(
+        deployment.watched, "2024-01-15.jsonl.gz", patients("2024-01-15", *sorted(weekly_ids))
+    )
+    # Amplitude's own S3 export: {prefix}/{project_id}/{project_id}_{YYYY-MM-DD}_{H}#{n}.json.gz
+    export_file = upload_events(
+        deployment.watched,
+        "187520/187520_2024-01-22_5#0.json.gz",
+        patients("2024-01-22", *sorted(export_ids)),
+    )
+    # Not an event file: ignored.
+    deployment.watched.s3.get_client().put_object(
+        Bucket=deployment.watched.bucket, Key=f"{deployment.watched.prefix}/_SUCCESS", Body=gzip.compress(b"")
+    )
+
+    started = deployment.topology.graphql(
+        START_SENSOR,
+        {
+            "selector": {
+                "repositoryLocationName": LOCATION_NAME,
+                "repositoryName": REPOSITORY_NAME,
+                "sensorName": "s3_new_objects_sensor",
+            }
+        },
+    )["startSensor"]
+    assert started["__typename"] == "Sensor", started
+    assert started["sensorState"]["status"] == "RUNNING"
+
+    def sensor_runs() -> list[DagsterRun]:
+        return list(
+            deployment.instance.get_runs(filters=RunsFilter(tags={SENSOR_NAME_TAG: "s3_new_objects_sensor"}))
+        )
+
+    def loaded() -> bool | None:
+        """Every run the sensor requested is over, and the rows are there or a run failed."""
+        deployment.alive()
+        runs = sensor_runs()
+        if not runs or any(run.status not in FINISHED for run in runs):
+            return None
+        failed = any(run.status != DagsterRunStatus.SUCCESS for run in runs)
+        return True if failed or weekly_ids | export_ids <= deployment.ehr_ids(PERMANENT_TABLE) else None
+
+    try:
+        wait_for(
+            "s3_new_objects_sensor's runs to load the dropped files",
+            loaded,
+            WAIT_SECONDS,
+            lambda: deployment.failure_report(sensor_runs()),
+        )
+    finally:
+        stopped = deployment.topology.graphql(STOP_SENSOR, {"id": started["sensorState"]["id"]})["stopSensor"]
+        assert stopped["__typename"] == "StopSensorMutationResult", stopped
+
+    runs = sensor_runs()
+    assert all(run.status == DagsterRunStatus.SUCCESS for run in runs), deployment.failure_report(runs)
+    assert all(run.job_name == "load_s3_event_files" for run in runs)
+    assert all(DWH_LOAD_TAGS.items() <= run.tags.items() for run in runs)
+    assert weekly_ids | export_ids <= deployment.ehr_ids(PERMANENT_TABLE)
+    assert weekly_ids | export_ids <= deployment.ehr_ids(CHANGEABLE_TABLE)
+    loaded_files = {
+        file["key"]
+        for run in runs
+        for file in run.run_config["ops"]["load_s3_event_files"]["config"]["files"]
+    }
+    assert loaded_files == {weekly_file, export_file}
+
+
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_an_export_of_the_latest_week_is_followed_by_that_weeks_tables_with_no_person_acting(deployment):
+    week = LATEST_WEEK.isoformat()
+    launched = deployment.topology.graphql(
+        LAUNCH_RUN,
+        {
+            "params": {
+                # What the weekly schedule launches.
+                "selector": {
+                    "repositoryLocationName": LOCATION_NAME,
+                    "repositoryName": REPOSITORY_NAME,
+                    "jobName": "export_amplitude_events",
+                },
+                "executionMetadata": {"tags": [{"key": PARTITION_NAME_TAG, "value": week}]},
+            }
+        },
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    export_run_id = launched["run"]["runId"]
+
+    def tables_built() -> list[str] | None:
+        deployment.alive()
+        export_run = deployment.run(export_run_id)
+        if export_run.status in {DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}:
+            pytest.fail(f"the export failed\n{deployment.failure_report([export_run])}")
+        found = [deployment.materialization_metadata(table, week) for table in TABLES]
+        if any(item is None for item in found):
+            return None
+        run_ids = sorted({item[0] for item in found if item is not None})
+        if any(deployment.run(run_id).status not in FINISHED for run_id in run_ids):
+            return None
+        return run_ids
+
+    def report() -> str:
+        automation_runs = [
+            run
+            for run in deployment.instance.get_runs(filters=RunsFilter(tags={PARTITION_NAME_TAG: week}))
+            if run.run_id != export_run_id
+        ]
+        return deployment.failure_report([deployment.run(export_run_id), *automation_runs])
+
+    table_run_ids = wait_for(f"week {week}'s tables after its export", tables_built, WAIT_SECONDS, report)
+
+    lines = expected_week_lines(SMALL_WEEK, LATEST_WEEK)
+    assert object_lines_bytes(deployment.store, deployment.store.week_key(week)) == joined_lines(lines)
+    assert deployment.run(export_run_id).status == DagsterRunStatus.SUCCESS, report()
+    # Both tables in one run that nobody launched: a sensor of the code location did.
+    [table_run_id] = table_run_ids
+    assert table_run_id != export_run_id
+    table_run = deployment.run(table_run_id)
+    assert table_run.status == DagsterRunStatus.SUCCESS, report()
+    assert table_run.tags.get(SENSOR_NAME_TAG), table_run.tags
+    assert table_run.tags[PARTITION_NAME_TAG] == week
+    for table in TABLES:
+        found = deployment.materialization_metadata(table, week)
+        assert found is not None
+        _, metadata = found
+        assert metadata["file_key"] == deployment.store.week_key(week)
+        assert metadata["last_successful_line"] == len(lines) - 1
