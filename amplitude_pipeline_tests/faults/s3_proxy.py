@@ -338,12 +338,13 @@ class FaultInjectingS3Proxy:
             else:
                 stream.copy_exactly(request.content_length or 0, None)
         close = b"Connection: close\r\n" if expects_continue else b""
+        body = b"" if request.method == "HEAD" else _SLOWDOWN_BODY  # S3 answers HEAD without a body
         client.sendall(
             b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
             + f"Content-Length: {len(_SLOWDOWN_BODY)}\r\n".encode()
             + close
             + b"\r\n"
-            + _SLOWDOWN_BODY
+            + body
         )
 
     def _relay_response(self, request: _Message, upstream: _Stream, client: socket.socket) -> _Message:
