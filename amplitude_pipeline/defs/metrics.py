@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dagster import ConfigurableResource, Failure, MetadataValue
 from pydantic import Field
 
-from amplitude_pipeline.load.event_files import FileLoadResult
+from amplitude_pipeline.load.event_files import FileLoadInProgressError, FileLoadResult
 from amplitude_pipeline.load.tmp_table import MigrationResult
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.metrics import (
@@ -51,6 +51,8 @@ class MetricsPusher(ConfigurableResource):
         recording = LoadRecording(self, log, labels)
         try:
             yield recording
+        except FileLoadInProgressError:
+            raise  # not a load of this run's: the run that holds the file records its own
         except Failure as failure:
             failure.metadata = {**failure.metadata, **recording.finish(None, failure)}
             raise

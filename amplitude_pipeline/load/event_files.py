@@ -21,8 +21,13 @@ import orjson
 from botocore.exceptions import BotoCoreError
 from sqlalchemy import Connection
 
-from amplitude_pipeline.load.totals import WriteTotals
-from amplitude_pipeline.load.writer import PrefixWrite, write_records_up_to_refusal
+from amplitude_pipeline.load.totals import LoadStoppedError, WriteTotals
+from amplitude_pipeline.load.writer import (
+    PrefixWrite,
+    refusal_message,
+    write_failure_message,
+    write_records_up_to_refusal,
+)
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.retries import describe_error
 from amplitude_pipeline.storage.dwh import (
@@ -30,6 +35,7 @@ from amplitude_pipeline.storage.dwh import (
     DWHRepository,
     FileCheckpoint,
     describe_db_error,
+    is_db_error,
     is_record_level_db_error,
 )
 from amplitude_pipeline.storage.s3 import RawEventStore
@@ -37,6 +43,7 @@ from amplitude_pipeline.transform.batch import ReducedBatch
 from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
 
 DEFAULT_BATCH_SIZE = 100_000
+DEFAULT_LOCK_WAIT_SECONDS = 3600.0
 START_OF_FILE = -1
 
 
@@ -52,18 +59,23 @@ class FileLoadResult(WriteTotals):
     already_loaded: bool = False
 
 
-class EventFileLoadError(Exception):
+class EventFileLoadError(LoadStoppedError):
     """A fatal error at ``failed_line``; every line up to ``last_successful_line`` is committed."""
 
-    def __init__(self, result: FileLoadResult, failed_line: int, error_message: str) -> None:
+    result: FileLoadResult
+
+    def __init__(
+        self, result: FileLoadResult, failed_line: int, error_message: str, *, retryable: bool = False
+    ) -> None:
         super().__init__(
             f"{result.file_key}, line {failed_line}: {error_message} "
             f"({_lines_phrase(result.last_successful_line)} loaded; a rerun resumes at line "
-            f"{result.last_successful_line + 1})"
+            f"{result.last_successful_line + 1})",
+            result,
+            error_message,
+            retryable=retryable,
         )
-        self.result = result
         self.failed_line = failed_line
-        self.error_message = error_message
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -96,11 +108,18 @@ def load_event_file(
     start_after: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     log: Log | None = None,
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> FileLoadResult:
-    with dwh.file_load_lock(key) as acquired:
+    """Load ``key`` into both tables, resuming after its checkpoint (CONTRACT §7).
+
+    When another run is loading the same file, wait up to ``lock_wait_seconds`` for it (the
+    weekly table asset and the S3 sensor's job may both be handed a new weekly object).
+    """
+    with dwh.file_load_lock(key, lock_wait_seconds, log) as acquired:
         if not acquired:
             raise FileLoadInProgressError(
-                f"another run is loading {key} right now; run again when it has finished"
+                f"another run is loading {key} and did not finish within {lock_wait_seconds:.0f} s; "
+                "run again when it has finished"
             )
         try:
             return _load_locked_file(dwh, store, key, start_after=start_after, batch_size=batch_size, log=log)
@@ -150,7 +169,7 @@ def _load_locked_file(
                         committer.submit(batch, line_index, finished=False)
                         batch, lines_in_batch = ReducedBatch(), 0
             except _UnreadableObjectError as error:
-                committer.fail(batch, error.line_index, str(error))
+                committer.fail(batch, error.line_index, str(error), retryable=error.retryable)
             committer.submit(batch, max(line_index, begin_after), finished=True)
     return result
 
@@ -192,6 +211,8 @@ class _UnreadableObjectError(Exception):
     def __init__(self, line_index: int, cause: BaseException) -> None:
         super().__init__(f"could not read the object: {describe_error(cause)}")
         self.line_index = line_index
+        # A truncated or corrupt gzip stays so; a connection that failed beyond the retries may not.
+        self.retryable = not isinstance(cause, EOFError | zlib.error)
 
 
 def _numbered_lines(lines: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
@@ -228,7 +249,9 @@ def _commit_up_to_refused_record(
     mappings, memo, records = dwh.mappings, UserPropertiesMemo(), []
     with store.open_lines(result.file_key, log) as (stored, lines):
         if stored.etag != result.etag:
-            return EventFileLoadError(result, first, "the object was replaced while it was loaded; run again")
+            return EventFileLoadError(
+                result, first, "the object was replaced while it was loaded; run again", retryable=True
+            )
         for line_index, line in _numbered_lines(lines):
             if line_index > last:
                 break
@@ -252,13 +275,14 @@ def _commit_up_to_refused_record(
             last + 1,
             f"the database refused lines {first}–{last} together, then accepted them in parts; "
             "run again to load the rest",
+            retryable=True,
         )
     refused_line = records[prefix.written][0]
     result.last_successful_line = refused_line - 1
     return EventFileLoadError(
         result,
         refused_line,
-        f"the database refused this line: {dwh.redact(describe_db_error(prefix.refusal))}",
+        refusal_message(dwh, prefix.refusal, "line"),
     )
 
 
@@ -295,11 +319,11 @@ class _BatchCommitter:
         checkpoint = FileCheckpoint(self._result.file_key, self._result.etag, last_line, finished)
         self._queue.put((batch, checkpoint))
 
-    def fail(self, batch: ReducedBatch, line_index: int, message: str) -> NoReturn:
+    def fail(self, batch: ReducedBatch, line_index: int, message: str, retryable: bool = False) -> NoReturn:
         """Commit what precedes the failing line, then stop with its position."""
         self.submit(batch, line_index - 1, finished=False)
         self._finish()
-        raise EventFileLoadError(self._result, line_index, message)
+        raise EventFileLoadError(self._result, line_index, message, retryable=retryable)
 
     def _finish(self) -> None:
         """Wait until every submitted batch is committed; raise the commit failure, if any."""
@@ -326,14 +350,15 @@ class _BatchCommitter:
                     self._failure = EventFileLoadError(
                         self._result,
                         first_line,
-                        f"DWH write failed: {self._dwh.redact(describe_db_error(error))}",
+                        write_failure_message(self._dwh, error),
+                        retryable=is_db_error(error),
                     )
 
     def _commit(self, batch: ReducedBatch, checkpoint: FileCheckpoint) -> None:
         result = self._result
 
         def write(conn: Connection) -> BatchWriteCounts:
-            counts = self._dwh.write_batch(conn, batch)
+            counts = self._dwh.write_batch(conn, batch) if batch.records else BatchWriteCounts.zero()
             self._dwh.save_checkpoint(conn, checkpoint)
             return counts
 

@@ -15,11 +15,16 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from amplitude_pipeline.load.totals import WriteTotals
-from amplitude_pipeline.load.writer import PositionedRecord, write_records_up_to_refusal
+from amplitude_pipeline.load.totals import LoadStoppedError, WriteTotals
+from amplitude_pipeline.load.writer import (
+    PositionedRecord,
+    refusal_message,
+    write_failure_message,
+    write_records_up_to_refusal,
+)
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.retries import describe_error
-from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository, describe_db_error
+from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository, is_db_error
 from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
 
 DEFAULT_PAGE_SIZE = 5000
@@ -37,16 +42,24 @@ class BacklogState:
     oldest_unmigrated_event_time: datetime | None
 
 
-class TmpRowMigrationError(Exception):
-    def __init__(self, result: MigrationResult, row_uuid: str | None, error_message: str) -> None:
+class TmpRowMigrationError(LoadStoppedError):
+    """A row (``row_uuid``) or the DWH (``row_uuid`` None) stopped the migration; the pages and
+    rows before it are committed."""
+
+    result: MigrationResult
+
+    def __init__(
+        self, result: MigrationResult, row_uuid: str | None, error_message: str, *, retryable: bool = False
+    ) -> None:
         where = f"row {row_uuid}" if row_uuid else "a page"
         super().__init__(
             f"tmp_user_properties {where}: {error_message} ({result.rows_migrated} rows migrated before it; "
-            "fix the row or the mapping and run again)"
+            "fix the row or the mapping and run again)",
+            result,
+            error_message,
+            retryable=retryable,
         )
-        self.result = result
         self.row_uuid = row_uuid
-        self.error_message = error_message
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -86,7 +99,7 @@ def migrate_tmp_user_properties(
             outcome = dwh.run_in_transaction(lambda conn: _migrate_page(dwh, conn, page_size, memo), log)
         except Exception as error:
             raise TmpRowMigrationError(
-                result, None, f"DWH write failed: {dwh.redact(describe_db_error(error))}"
+                result, None, write_failure_message(dwh, error), retryable=is_db_error(error)
             ) from error
         if outcome.rows == 0:
             return result
@@ -129,7 +142,7 @@ def _migrate_page(
     written = write_records_up_to_refusal(dwh, conn, records)
     if written.refusal is not None:
         outcome.failed_uuid = rows[records[written.written][0]].uuid
-        outcome.failure = f"the database refused this row: {dwh.redact(describe_db_error(written.refusal))}"
+        outcome.failure = refusal_message(dwh, written.refusal, "row")
     migrated = [rows[position].uuid for position, _ in records[: written.written]]
     if migrated:
         conn.execute(update(tmp).where(tmp.c.uuid == func.any(migrated)).values(migrated=True))

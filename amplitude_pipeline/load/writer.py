@@ -16,7 +16,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from amplitude_pipeline.storage.dwh import BatchWriteCounts, DWHRepository, is_record_level_db_error
+from amplitude_pipeline.storage.dwh import (
+    BatchWriteCounts,
+    DWHRepository,
+    describe_db_error,
+    is_record_level_db_error,
+)
 from amplitude_pipeline.transform.batch import ReducedBatch
 from amplitude_pipeline.transform.records import TransformedRecord
 
@@ -79,3 +84,13 @@ def _try_write(
     written.counts += counts
     written.skipped_without_identity += batch.skipped_without_identity
     return None
+
+
+def write_failure_message(dwh: DWHRepository, error: BaseException) -> str:
+    """What a load says when the DWH refused a write that no record explains, credentials taken out."""
+    return f"DWH write failed: {dwh.redact(describe_db_error(error))}"
+
+
+def refusal_message(dwh: DWHRepository, refusal: BaseException, what: str) -> str:
+    """What a load says of the ``what`` ("line", "row") the database refused, credentials taken out."""
+    return f"the database refused this {what}: {dwh.redact(describe_db_error(refusal))}"

@@ -308,12 +308,20 @@ class DWHRepository(ConfigurableResource):
         )
 
     @contextmanager
-    def file_load_lock(self, file_key: str) -> Iterator[bool]:
-        """Whether this process may load ``file_key`` now: a session advisory lock, held on a
-        connection of its own until the block ends, so two runs never load one file at once."""
-        lock = select(func.pg_try_advisory_lock(_FILE_LOCK_SPACE, func.hashtext(file_key)))
+    def file_load_lock(self, file_key: str, wait_seconds: float, log: Log | None = None) -> Iterator[bool]:
+        """Whether this process may load ``file_key``: a session advisory lock, held on a
+        connection of its own until the block ends, so two runs never load one file at once.
+
+        When another run holds it, wait up to ``wait_seconds`` (saying so) for it to finish:
+        the file is then usually loaded already, and its checkpoint makes this load a no-op.
+        """
+        lock_id = (_FILE_LOCK_SPACE, func.hashtext(file_key))
         with self.engine.connect() as conn:
-            acquired = bool(conn.execute(lock).scalar_one())
+            acquired = bool(conn.execute(select(func.pg_try_advisory_lock(*lock_id))).scalar_one())
+            if not acquired and wait_seconds > 0:
+                if log is not None:
+                    log.info(f"{file_key}: another run is loading it; waiting up to {wait_seconds:.0f} s")
+                acquired = _wait_for_advisory_lock(conn, lock_id, wait_seconds)
             conn.commit()
             try:
                 yield acquired
@@ -450,6 +458,7 @@ class DWHRepository(ConfigurableResource):
 _ADVISORY_DDL_LOCK = 0x616D706C  # "ampl"
 _FILE_LOCK_SPACE = 0x66696C65  # "file"
 _MERGE_LOCK = 0x6D657267  # "merg"
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 class DWHConfigurationError(ValueError):
@@ -495,6 +504,21 @@ def _url_secrets(raw_url: str) -> list[str]:
     return [raw_password, *pieces, *([str(parsed_password)] if parsed_password else [])]
 
 
+def _wait_for_advisory_lock(conn: Connection, lock_id: tuple[Any, ...], wait_seconds: float) -> bool:
+    """Block on the lock for at most ``wait_seconds`` (PostgreSQL's ``lock_timeout``)."""
+    conn.execute(text(f"SET lock_timeout = {max(1, round(wait_seconds * 1000))}"))
+    try:
+        with conn.begin_nested():
+            conn.execute(select(func.pg_advisory_lock(*lock_id)))
+        return True
+    except DBAPIError as error:
+        if _sqlstate(error) != _LOCK_NOT_AVAILABLE:
+            raise
+        return False
+    finally:
+        conn.execute(text("RESET lock_timeout"))
+
+
 def _release_advisory_lock(conn: Connection, file_key: str) -> None:
     """Unlock, unless the server already did: a lost connection (a restart the load rode out)
     takes its session's locks with it, and must not fail a load that has finished."""
@@ -526,6 +550,11 @@ def is_transient_db_error(error: BaseException) -> bool:
         # A driver error without a SQLSTATE never reached the server: the connection broke.
         return isinstance(_driver_error(error), psycopg.OperationalError)
     return sqlstate in _TRANSIENT_SQLSTATES or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
+def is_db_error(error: BaseException) -> bool:
+    """Whether the database (or the way to it) raised ``error``, rather than the program."""
+    return isinstance(_driver_error(error), psycopg.Error)
 
 
 def is_record_level_db_error(error: BaseException) -> bool:

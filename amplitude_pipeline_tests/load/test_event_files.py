@@ -3,6 +3,8 @@
 import gzip
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -251,14 +253,41 @@ def _clean_load(
     return reference
 
 
-def test_a_file_being_loaded_by_another_run_is_refused(dwh, raw_event_store):
+def hold_load_lock(dwh: DWHRepository, key: str, seconds: float) -> threading.Thread:
+    """Another run's lock on ``key``, held for ``seconds`` on a thread."""
+    held = threading.Event()
+
+    def hold() -> None:
+        with dwh.file_load_lock(key, wait_seconds=0) as acquired:
+            assert acquired
+            held.set()
+            time.sleep(seconds)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    return holder
+
+
+@pytest.mark.timeout(60)
+def test_a_file_another_run_is_loading_is_loaded_once_that_run_is_done(dwh, raw_event_store):
     key = upload_events(raw_event_store, "file.jsonl.gz", [event("2024-01-08 10:00:00", ehr_id="E1")])
-    with (
-        dwh.file_load_lock(key) as held,
-        pytest.raises(FileLoadInProgressError, match="another run is loading"),
-    ):
-        assert held
-        load_event_file(dwh, raw_event_store, key)
+    holder = hold_load_lock(dwh, key, seconds=2)
+    started = time.monotonic()
+    result = load_event_file(dwh, raw_event_store, key, lock_wait_seconds=30)
+    holder.join()
+    assert time.monotonic() - started >= 1.5
+    assert result.records == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_file_another_run_keeps_loading_is_refused_after_the_wait(dwh, raw_event_store):
+    key = upload_events(raw_event_store, "file.jsonl.gz", [event("2024-01-08 10:00:00", ehr_id="E1")])
+    holder = hold_load_lock(dwh, key, seconds=5)
+    with pytest.raises(FileLoadInProgressError, match="another run is loading"):
+        load_event_file(dwh, raw_event_store, key, lock_wait_seconds=1)
+    holder.join()
+    assert rows(dwh, "changeable") == []
     assert load_event_file(dwh, raw_event_store, key).records == 1
 
 

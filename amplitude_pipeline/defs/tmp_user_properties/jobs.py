@@ -2,9 +2,10 @@
 
 from collections.abc import Iterator, Mapping
 
-from dagster import AssetMaterialization, Config, Failure, MetadataValue, OpExecutionContext, job, op
+from dagster import AssetMaterialization, Config, MetadataValue, OpExecutionContext, job, op
 from pydantic import Field
 
+from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import write_counts_metadata
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.load import tmp_table
@@ -29,7 +30,7 @@ def migrate_tmp_user_properties_pages(
             # Yielded rather than context.log_event(): Dagster drops logged events when the op
             # raises, and the pages committed before the bad row must still be recorded.
             yield from table_materializations(dwh, error.result, recording.finish(error.result, error))
-            raise Failure(description=str(error), metadata=error.metadata) from error
+            raise stopped_load(context, error) from error
         yield from table_materializations(dwh, result, recording.finish(result))
 
 

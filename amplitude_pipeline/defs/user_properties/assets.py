@@ -16,6 +16,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import write_counts_metadata
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.partitions import weekly_partitions
@@ -95,12 +96,9 @@ def user_properties_tables(
             )
         except EventFileLoadError as error:
             recording.finish(error.result, error)
-            raise Failure(
-                description=str(error),
-                metadata={**error.metadata, "records_loaded_this_run": error.result.records},
-            ) from error
+            raise stopped_load(context, error, {"records_loaded_this_run": error.result.records}) from error
         except FileLoadInProgressError as error:
-            raise Failure(description=str(error), metadata={"file_key": key}) from error
+            raise Failure(description=str(error), metadata={"file_key": key}, allow_retries=False) from error
         metrics = recording.finish(result)
     yield from table_materializations(dwh, result, metrics)
 

@@ -12,21 +12,19 @@ from botocore.exceptions import ClientError
 from dagster import AssetMaterialization, Config, Failure, OpExecutionContext, graph, op
 from pydantic import Field
 
+from amplitude_pipeline.defs.failures import stopped_load
+from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.user_properties.assets import file_load_metadata
 from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_LOCK_WAIT_SECONDS,
     EventFileLoadError,
     FileLoadInProgressError,
-    FileLoadResult,
     load_event_file,
 )
-from amplitude_pipeline.retries import RetrySettings, retrying
+from amplitude_pipeline.metrics import s3_file_labels
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
-
-# Waits between tries of a file another run is loading: full jitter from 5 s up to 2 min each.
-_BUSY_FILE_WAIT_BASE_SECONDS = 5.0
-_BUSY_FILE_WAIT_MAX_SECONDS = 120.0
 
 
 class S3EventFile(Config):
@@ -48,11 +46,11 @@ class LoadS3EventFilesConfig(Config):
     batch_size: int = Field(
         default=DEFAULT_BATCH_SIZE, gt=0, description="Lines per transaction (and checkpoint)."
     )
-    busy_file_attempts: int = Field(
-        default=40,
-        gt=0,
-        description="Tries of a file that another run is loading at the same moment, waiting up to "
-        "2 min between tries (about 35 min in all by default), after the other files are done.",
+    busy_file_wait_seconds: float = Field(
+        default=DEFAULT_LOCK_WAIT_SECONDS,
+        ge=0,
+        description="How long to wait, once the other files are done, for a file that another run "
+        "is loading at the same moment.",
     )
 
 
@@ -62,82 +60,70 @@ def load_s3_event_files_op(
     config: LoadS3EventFilesConfig,
     dwh: DWHRepository,
     raw_event_store: RawEventStore,
+    metrics_pusher: MetricsPusher,
 ) -> Iterator[AssetMaterialization]:
     """Load the listed files one after another; report each as it is done.
 
-    A file another run is loading right now is put aside and tried again once the others are
-    done (then it is usually finished, and its checkpoint makes this load a no-op; if its content
-    changed meanwhile, it is loaded from the start), so that concurrent runs never lose content.
-    The first file that fails stops the run with its position, after the files before it have
-    been reported: fix the cause and re-execute the run; loaded files are then skipped and the
-    failed one resumes after its checkpoint.
+    A file another run is loading right now is put aside and waited for once the others are
+    done (by then it is usually finished, and its checkpoint makes this load a no-op; if its
+    content changed meanwhile, it is loaded from the start), so that concurrent runs never lose
+    content. The first file that fails stops the run with its position, after the files before
+    it have been reported: fix the cause and re-execute the run; loaded files are then skipped
+    and the failed one resumes after its checkpoint.
     """
     added_columns = dwh.ensure_schema()
     if added_columns:
         context.log.info(f"added mapped columns: {', '.join(added_columns)}")
 
-    def load(file: S3EventFile) -> FileLoadResult | None:
+    def load(file: S3EventFile, lock_wait_seconds: float) -> Iterator[AssetMaterialization]:
         if file.etag is not None:
             context.log.info(f"loading {raw_event_store.uri(file.key)} (ETag {file.etag} when requested)")
-        try:
-            return load_event_file(
-                dwh,
-                raw_event_store,
-                file.key,
-                start_after=file.start_after,
-                batch_size=config.batch_size,
-                log=context.log,
+        with metrics_pusher.recording(context.log, s3_file_labels(file.key)) as recording:
+            try:
+                result = load_event_file(
+                    dwh,
+                    raw_event_store,
+                    file.key,
+                    start_after=file.start_after,
+                    batch_size=config.batch_size,
+                    log=context.log,
+                    lock_wait_seconds=lock_wait_seconds,
+                )
+            except EventFileLoadError as error:
+                recording.finish(error.result, error)
+                raise stopped_load(
+                    context, error, {"records_loaded_this_run": error.result.records}
+                ) from error
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404"}:
+                    raise
+                context.log.warning(f"{raw_event_store.uri(file.key)} no longer exists; nothing to load")
+                recording.finish(None)
+                return
+            metrics = recording.finish(result)
+        # Yielded, not logged through the context: Dagster drops logged events when the op raises,
+        # and the files loaded before a failing one must stay reported.
+        for table, metadata in file_load_metadata(dwh, result).items():
+            yield AssetMaterialization(
+                asset_key=table,
+                description=f"loaded from {raw_event_store.uri(result.file_key)}",
+                metadata={**metadata, **metrics},
             )
-        except EventFileLoadError as error:
-            raise Failure(
-                description=str(error),
-                metadata={**error.metadata, "records_loaded_this_run": error.result.records},
-            ) from error
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404"}:
-                raise
-            context.log.warning(f"{raw_event_store.uri(file.key)} no longer exists; nothing to load")
-            return None
 
     busy: list[S3EventFile] = []
     for file in config.files:
         try:
-            result = load(file)
+            yield from load(file, lock_wait_seconds=0)
         except FileLoadInProgressError:
             context.log.info(f"{file.key}: another run is loading it; trying again after the other files")
             busy.append(file)
-            continue
-        yield from _materializations(dwh, raw_event_store, result)
-
-    wait = RetrySettings(
-        attempts=config.busy_file_attempts,
-        base_seconds=_BUSY_FILE_WAIT_BASE_SECONDS,
-        max_seconds=_BUSY_FILE_WAIT_MAX_SECONDS,
-    )
     for file in busy:
         try:
-            result = retrying(
-                f"{file.key} (being loaded by another run)",
-                lambda error: isinstance(error, FileLoadInProgressError),
-                settings=wait,
-                log=context.log,
-            )(load, file)
+            yield from load(file, lock_wait_seconds=config.busy_file_wait_seconds)
         except FileLoadInProgressError as error:
-            raise Failure(description=str(error), metadata={"file_key": file.key}) from error
-        yield from _materializations(dwh, raw_event_store, result)
-
-
-def _materializations(
-    dwh: DWHRepository, store: RawEventStore, result: FileLoadResult | None
-) -> Iterator[AssetMaterialization]:
-    # Yielded, not logged through the context: Dagster drops logged events when the op raises,
-    # and the files loaded before a failing one must stay reported.
-    if result is None:
-        return
-    for table, metadata in file_load_metadata(dwh, result).items():
-        yield AssetMaterialization(
-            asset_key=table, description=f"loaded from {store.uri(result.file_key)}", metadata=metadata
-        )
+            raise Failure(
+                description=str(error), metadata={"file_key": file.key}, allow_retries=False
+            ) from error
 
 
 @graph

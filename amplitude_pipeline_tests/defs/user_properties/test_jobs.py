@@ -16,7 +16,7 @@ from amplitude_pipeline.defs.user_properties.jobs import (
 )
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
-from amplitude_pipeline_tests.defs.support import failure_metadata, values
+from amplitude_pipeline_tests.defs.support import NO_METRICS, failure_metadata, values
 from amplitude_pipeline_tests.load.events import event, upload_events
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,10 @@ pytestmark = pytest.mark.integration
 def run_files(
     store: RawEventStore, dwh: DWHRepository, files: list[S3EventFile], **config: Any
 ) -> ExecuteInProcessResult:
-    defs = Definitions(jobs=[load_s3_event_files], resources={"raw_event_store": store, "dwh": dwh})
+    defs = Definitions(
+        jobs=[load_s3_event_files],
+        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+    )
     run_config = RunConfig(ops={load_s3_event_files_op.name: LoadS3EventFilesConfig(files=files, **config)})
     return defs.resolve_job_def(load_s3_event_files.name).execute_in_process(
         run_config=run_config, raise_on_error=False
@@ -132,7 +135,7 @@ def test_a_file_another_run_is_loading_is_tried_again_after_the_others(raw_event
     locked = threading.Event()
 
     def hold_the_lock_until_the_others_are_loaded() -> None:
-        with dwh.file_load_lock(busy) as acquired:
+        with dwh.file_load_lock(busy, wait_seconds=0) as acquired:
             assert acquired
             locked.set()
             deadline = time.monotonic() + 60
@@ -158,10 +161,10 @@ def test_a_file_still_being_loaded_elsewhere_fails_the_run_after_the_others(
 ):
     busy, second, third = three_files
 
-    with dwh.file_load_lock(busy) as acquired:
+    with dwh.file_load_lock(busy, wait_seconds=0) as acquired:
         assert acquired
         result = run_files(
-            raw_event_store, dwh, [S3EventFile(key=key) for key in three_files], busy_file_attempts=2
+            raw_event_store, dwh, [S3EventFile(key=key) for key in three_files], busy_file_wait_seconds=1
         )
 
     assert not result.success

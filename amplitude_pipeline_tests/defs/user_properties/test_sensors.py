@@ -21,6 +21,7 @@ from amplitude_pipeline.defs.user_properties.sensors import (
 from amplitude_pipeline.load.s3_discovery import DiscoveryLimits
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import ListingPage, RawEventStore
+from amplitude_pipeline_tests.defs.support import NO_METRICS
 from amplitude_pipeline_tests.defs.user_properties.test_jobs import patients, permanent_ehr_ids
 from amplitude_pipeline_tests.load.events import upload_events
 
@@ -198,7 +199,10 @@ def test_the_runs_it_requests_load_the_files_and_are_not_requested_again(raw_eve
     ]
     sensor = build_s3_new_objects_sensor([raw_event_store.prefix], LIMITS)
     ticker = Ticker(sensor, raw_event_store, dwh, pages)
-    defs = Definitions(jobs=[load_s3_event_files], resources={"raw_event_store": raw_event_store, "dwh": dwh})
+    defs = Definitions(
+        jobs=[load_s3_event_files],
+        resources={"raw_event_store": raw_event_store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+    )
 
     (request,) = ticker.tick()
     run = defs.resolve_job_def(load_s3_event_files.name).execute_in_process(
