@@ -18,7 +18,7 @@ from dagster import ConfigurableResource, ResourceDependency
 from dagster_aws.s3 import S3Resource
 
 from amplitude_pipeline.log import Log
-from amplitude_pipeline.retries import DEFAULT_RETRY, RetrySettings, retrying
+from amplitude_pipeline.retries import DEFAULT_RETRY, RetrySettings, describe_error, retrying
 
 DEFAULT_PREFIX = "amplitude/events"
 _PART_SIZE = 64 * 1024 * 1024
@@ -159,6 +159,15 @@ class _BodyEndedEarlyError(ConnectionError):
     """The server ended the body before ``Content-Length`` bytes."""
 
 
+class ObjectReadError(OSError):
+    """The rest of an object could not be had: its connection broke and the request for the rest
+    failed beyond botocore's retries (an outage), or the object was replaced in the meantime.
+
+    An ``OSError``, as any failed read of a stream is: whoever reads the lines sees a read that
+    failed at a position, not an S3 API call.
+    """
+
+
 class ResumingBody:
     """An object's bytes that survive a broken connection.
 
@@ -166,7 +175,8 @@ class ResumingBody:
     This reader counts the bytes it has handed out and, when the connection breaks, stalls or
     ends early, asks for the rest with a ``Range`` request pinned to the same content
     (``If-Match`` the ETag), through the pipeline's one retry mechanism. The decompressor reading
-    from it never notices: it keeps its state, and no line is read twice.
+    from it never notices: it keeps its state, and no line is read twice. When that request fails
+    (beyond botocore's own retries) the read fails with :class:`ObjectReadError`.
     """
 
     def __init__(
@@ -193,7 +203,7 @@ class ResumingBody:
 
     def _read_once(self, size: int) -> bytes:
         if self._body is None:
-            self._body = self._reopen(self._offset)
+            self._body = self._reopen_rest()
         try:
             data: bytes = self._body.read(size)
             if not data and self._offset < self._stored.size:
@@ -205,6 +215,21 @@ class ResumingBody:
             raise
         self._offset += len(data)
         return data
+
+    def _reopen_rest(self) -> Any:
+        key, done, size = self._stored.key, self._offset, self._stored.size
+        try:
+            return self._reopen(done)
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"PreconditionFailed", "412"}:
+                raise ObjectReadError(
+                    f"{key}: the object was replaced while it was read (after {done:,} of {size:,} "
+                    "bytes, its ETag changed); read it again from the start"
+                ) from error
+            raise ObjectReadError(
+                f"{key}: the connection broke after {done:,} of {size:,} bytes and the rest could "
+                f"not be requested: {describe_error(error)}"
+            ) from error
 
     def _discard_body(self) -> None:
         body, self._body = self._body, None

@@ -13,9 +13,13 @@ happened:
   download gets its status, headers and the first ``cut_after_bytes`` bytes, then the connection
   is closed; an upload is read that far, never forwarded, and its connection is closed unanswered.
 
+And an **outage**: once ``outage_after_bytes`` bytes of downloads have been served, the download
+that crosses the mark is cut there and every request after it is answered ``503 SlowDown``, for
+as long as the proxy runs.
+
 The same request (method, target, ``Range``) is faulted at most ``max_faults_in_a_row`` times in
-a row: the faults are transient, as a real throttle or a dropped connection is, and a client
-that retries gets through.
+a row (the outage aside): the faults are transient, as a real throttle or a dropped connection
+is, and a client that retries gets through.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class ProxyCounters:
     slowdowns: int = 0
     cut_downloads: int = 0
     cut_uploads: int = 0
+    outage_refusals: int = 0
+    """Requests answered SlowDown because the proxy is "down" (``outage_after_bytes``)."""
     methods: dict[str, int] = field(default_factory=dict)
     """Requests received, by method."""
 
@@ -178,6 +184,7 @@ class FaultInjectingS3Proxy:
         cut_every: int | None = None,
         cut_after_bytes: int = 1 << 20,
         max_faults_in_a_row: int = 2,
+        outage_after_bytes: int | None = None,
     ) -> None:
         upstream = urlsplit(upstream_url)
         if upstream.scheme != "http" or upstream.hostname is None:
@@ -187,6 +194,9 @@ class FaultInjectingS3Proxy:
         self.cut_every = cut_every
         self.cut_after_bytes = cut_after_bytes
         self.max_faults_in_a_row = max_faults_in_a_row
+        self.outage_after_bytes = outage_after_bytes
+        self._downloaded = 0
+        self._down = False
         self.counters = ProxyCounters()
         self._lock = threading.Lock()
         self._faults_in_a_row: defaultdict[tuple[str, str, str], int] = defaultdict(int)
@@ -220,6 +230,7 @@ class FaultInjectingS3Proxy:
                 self.counters.slowdowns,
                 self.counters.cut_downloads,
                 self.counters.cut_uploads,
+                self.counters.outage_refusals,
                 dict(self.counters.methods),
             )
 
@@ -231,6 +242,9 @@ class FaultInjectingS3Proxy:
             counters = self.counters
             counters.requests += 1
             counters.methods[request.method] = counters.methods.get(request.method, 0) + 1
+            if self._down:
+                counters.outage_refusals += 1
+                return True
             slowdown = (
                 self.slowdown_every is not None
                 and (counters.requests - 1) % self.slowdown_every == 0
@@ -246,12 +260,17 @@ class FaultInjectingS3Proxy:
     def _cut_at(self, request: _Message, response: _Message) -> int | None:
         """How many body bytes to send before cutting this response, or None to send it whole."""
         length = response.content_length
-        if (
-            request.method != "GET"
-            or response.status not in (200, 206)
-            or length is None
-            or length <= self.cut_after_bytes
-        ):
+        if request.method != "GET" or response.status not in (200, 206) or length is None:
+            return None
+        if self.outage_after_bytes is not None:
+            with self._lock:
+                budget = self.outage_after_bytes - self._downloaded
+                if length > budget:
+                    self._down = True
+                    self.counters.cut_downloads += 1
+                    return max(budget, 0)
+                self._downloaded += length
+        if length <= self.cut_after_bytes:
             return None
         return self.cut_after_bytes if self._cut(request, download=True) else None
 

@@ -13,11 +13,12 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
 from dagster import materialize
+from dagster_aws.s3 import S3Resource
 
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.resources import build_resources
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
-from amplitude_pipeline.load.event_files import load_event_file
+from amplitude_pipeline.load.event_files import EventFileLoadError, load_event_file
 from amplitude_pipeline.settings import Settings
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import (
@@ -28,7 +29,7 @@ from amplitude_pipeline_tests.defs.support import (
     simulator,
 )
 from amplitude_pipeline_tests.faults.s3_proxy import FaultInjectingS3Proxy
-from amplitude_pipeline_tests.faults.support import big_week_lines, table_rows, upload_big_week
+from amplitude_pipeline_tests.faults.support import BATCH_SIZE, big_week_lines, table_rows, upload_big_week
 from amplitude_simulator import SimulatorConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -155,3 +156,40 @@ def test_the_object_the_load_read_through_faults_was_whole(raw_event_store):
     assert counters.cut_downloads >= 2
     assert stored.etag == raw_event_store.stat(key).etag
     assert read == list(big_week_lines())
+
+
+def test_an_s3_outage_mid_load_stops_the_load_at_a_line_and_the_rerun_completes_it(raw_event_store, new_dwh):
+    """S3 goes away in the middle of the object for longer than every retry: the load must stop
+    with its position (never finish as if the file had ended), keep what it committed, and a
+    rerun once S3 is back must load exactly the rest."""
+    key = upload_big_week(raw_event_store)
+    lines = len(big_week_lines())
+    interrupted, clean = new_dwh(), new_dwh()
+    with FaultInjectingS3Proxy(os.environ["S3_ENDPOINT_URL"], outage_after_bytes=2 * 1024 * 1024) as proxy:
+        # botocore's retries cannot outlast an outage that never ends: one retry keeps the test short.
+        s3 = S3Resource(
+            endpoint_url=proxy.endpoint_url, region_name=os.environ.get("AWS_REGION"), max_attempts=1
+        )
+        through_outage = RawEventStore(bucket=raw_event_store.bucket, prefix=raw_event_store.prefix, s3=s3)
+        with pytest.raises(EventFileLoadError) as stopped:
+            load_event_file(interrupted, through_outage, key, batch_size=BATCH_SIZE)
+        counters = proxy.snapshot()
+
+    assert (counters.cut_downloads, counters.outage_refusals) == (1, 2)  # the cut, the Range GET twice
+    checkpoint = interrupted.get_checkpoint(key)
+    assert checkpoint is not None and not checkpoint.finished
+    assert 0 < checkpoint.last_successful_line < lines - 1
+    assert stopped.value.metadata == {
+        "file_key": key,
+        "failed_line": checkpoint.last_successful_line + 1,
+        "last_successful_line": checkpoint.last_successful_line,
+        "error_message": stopped.value.error_message,
+    }
+    assert "could not read the object" in stopped.value.error_message
+    assert "SlowDown" in stopped.value.error_message
+
+    resumed = load_event_file(interrupted, raw_event_store, key, batch_size=BATCH_SIZE)
+    assert resumed.started_after == checkpoint.last_successful_line
+    assert resumed.records == lines - 1 - checkpoint.last_successful_line
+    load_event_file(clean, raw_event_store, key, batch_size=BATCH_SIZE)
+    assert table_rows(interrupted) == table_rows(clean)

@@ -9,7 +9,7 @@ import botocore.exceptions
 import pytest
 
 from amplitude_pipeline.retries import RetrySettings
-from amplitude_pipeline.storage.s3 import ResumingBody, StoredObject, iter_gzip_lines
+from amplitude_pipeline.storage.s3 import ObjectReadError, ResumingBody, StoredObject, iter_gzip_lines
 
 _RANDOM = random.Random(7)
 LINES = [f'{{"n": {i}, "pad": "{_RANDOM.randbytes(i % 50).hex()}"}}'.encode() for i in range(20_000)]
@@ -97,3 +97,52 @@ def test_a_real_object_resumes_with_a_range_request_pinned_to_its_etag(raw_event
     with raw_event_store.open_lines(key) as (stored, lines):
         assert list(lines) == LINES
     assert client.ranged_requests == [("bytes=100000-", f'"{stored.etag}"')]
+
+
+def client_error(code: str, status: int) -> botocore.exceptions.ClientError:
+    return botocore.exceptions.ClientError(
+        {
+            "Error": {"Code": code, "Message": f"{code} message"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "GetObject",
+    )
+
+
+def refused_resumption(error: botocore.exceptions.ClientError) -> ResumingBody:
+    """A body that breaks after 100 kB, whose Range request is answered with ``error``."""
+
+    def reopen(offset: int) -> BreakingBody:
+        raise error
+
+    stored = StoredObject("k.jsonl.gz", "etag", len(CONTENT))
+    return ResumingBody(BreakingBody(CONTENT, 0, 100_000, "raise"), stored, reopen, settings=NO_WAIT)
+
+
+def test_a_resumption_the_server_refuses_is_a_read_error_that_says_where_and_why():
+    """An outage that outlasts botocore's retries of the Range request: a read error (``OSError``,
+    as any file's), not an S3 API error, so the loader stops at a line and says so."""
+    body = refused_resumption(client_error("SlowDown", 503))
+
+    with pytest.raises(ObjectReadError) as refused:
+        list(iter_gzip_lines(body, chunk_size=64 * 1024))
+
+    assert isinstance(refused.value, OSError)
+    assert str(refused.value) == (
+        f"k.jsonl.gz: the connection broke after 100,000 of {len(CONTENT):,} bytes and the rest "
+        "could not be requested: ClientError: An error occurred (SlowDown) when calling the "
+        "GetObject operation: SlowDown message"
+    )
+    assert isinstance(refused.value.__cause__, botocore.exceptions.ClientError)
+
+
+def test_an_object_replaced_while_it_was_read_is_a_read_error_that_says_so():
+    body = refused_resumption(client_error("PreconditionFailed", 412))
+
+    with pytest.raises(ObjectReadError) as replaced:
+        list(iter_gzip_lines(body, chunk_size=64 * 1024))
+
+    assert str(replaced.value) == (
+        f"k.jsonl.gz: the object was replaced while it was read (after 100,000 of {len(CONTENT):,} "
+        "bytes, its ETag changed); read it again from the start"
+    )
