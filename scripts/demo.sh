@@ -23,4 +23,4 @@ dagster job execute -m amplitude_pipeline -j migrate_tmp_user_properties
 
 python scripts/demo_report.py "${WEEKS[@]}"
 echo
-echo "Dagster UI on this stack: scripts/dev.sh  (then http://127.0.0.1:3000)"
+echo "Dagster UI on this stack: scripts/dev.sh  (then http://127.0.0.1:${DAGSTER_PORT:-3000})"

@@ -7,3 +7,5 @@ set -a
 source .local/stack/stack.env
 set +a
 export PATH="$PWD/.venv/bin:$PATH"
+# shellcheck source=scripts/dagster_cli_env.sh
+source scripts/dagster_cli_env.sh
