@@ -6,8 +6,10 @@ in CI (CI=true), where a skipped integration suite would hide a broken stack.
 """
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,28 @@ def _require_stack() -> None:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def non_utc_local_time() -> Iterator[None]:
+    """The process's local time zone is America/Los_Angeles (UTC-8 in January) during the test.
+
+    A test of how naive datetimes are read passes on a UTC machine whether the code takes them
+    as UTC or as local time; under this zone only code that takes them as UTC passes.
+    """
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = "America/Los_Angeles"
+    time.tzset()
+    try:
+        # Without the zone's tzdata the process would silently stay in UTC, proving nothing.
+        assert datetime(2024, 1, 8).astimezone().utcoffset() == timedelta(hours=-8)
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = previous
+        time.tzset()
 
 
 @pytest.fixture

@@ -9,6 +9,10 @@ import pytest
 
 from amplitude_pipeline.transform.mapping import ColumnMapping, ConversionFailure
 
+# Zone-less datetimes and strings are UTC: checked under a local zone that is not UTC, where
+# code reading them as local time would fail (on a UTC machine it would pass).
+pytestmark = pytest.mark.usefixtures("non_utc_local_time")
+
 
 def column(column_type: str = "str", **options: Any) -> ColumnMapping:
     return ColumnMapping(name="col", type=column_type, **options)

@@ -27,6 +27,10 @@ from amplitude_pipeline.transform.records import (
 from .conftest import make_event
 from .test_mapping_file import DEFAULT_MAPPING_FILE
 
+# Zone-less datetimes and strings are UTC: checked under a local zone that is not UTC, where
+# code reading them as local time would fail (on a UTC machine it would pass).
+pytestmark = pytest.mark.usefixtures("non_utc_local_time")
+
 
 def test_all_keys_are_routed_to_their_columns(mappings: FieldMappings) -> None:
     result = transform_user_properties(
