@@ -14,6 +14,8 @@ from amplitude_pipeline.defs.tmp_user_properties.jobs import migrate_tmp_user_pr
 from amplitude_pipeline.defs.tmp_user_properties.schedules import hourly_tmp_user_properties_migration
 from amplitude_pipeline.defs.tmp_user_properties.sensors import tmp_user_properties_backlog_sensor
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
+from amplitude_pipeline.defs.user_properties.automation import tables_after_export_sensor
+from amplitude_pipeline.defs.user_properties.checks import user_properties_tables_checks
 from amplitude_pipeline.defs.user_properties.jobs import load_s3_event_files
 from amplitude_pipeline.defs.user_properties.sensors import s3_new_objects_sensor
 from amplitude_pipeline.settings import SETTINGS
@@ -30,9 +32,9 @@ except (MappingFileError, OSError) as error:
 
 defs = Definitions(
     assets=[amplitude_events, user_properties_tables, tmp_user_properties],
-    asset_checks=[user_properties_keys_known],
+    asset_checks=[user_properties_keys_known, user_properties_tables_checks],
     jobs=[export_amplitude_events, export_amplitude_range, migrate_tmp_user_properties, load_s3_event_files],
     schedules=[weekly_amplitude_export, hourly_tmp_user_properties_migration],
-    sensors=[tmp_user_properties_backlog_sensor, s3_new_objects_sensor],
+    sensors=[tmp_user_properties_backlog_sensor, s3_new_objects_sensor, tables_after_export_sensor],
     resources=build_resources(SETTINGS),
 )

@@ -1,4 +1,9 @@
-"""``user_properties_keys_known``: the whole week audited against the mapping at once."""
+"""``user_properties_keys_known``: the whole week audited against the mapping at once.
+
+Partitioned like ``amplitude_events``: each week keeps its own result, so a later week passing
+does not hide an older week's failure, and a week fixed and re-run turns its own result green.
+The automation of the table assets waits for the week's result (``all_deps_blocking_checks_passed``).
+"""
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -9,6 +14,7 @@ from dagster import (
 )
 
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
+from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline.transform.audit import AuditReport, audit_user_properties
@@ -17,23 +23,26 @@ from amplitude_pipeline.transform.audit import AuditReport, audit_user_propertie
 @asset_check(
     asset=amplitude_events,
     blocking=True,
+    partitions_def=weekly_partitions,
     description=(
         "Streams the week's object and lists every user_properties key the mapping does not "
         "know and every value it cannot convert (count, first line, example), so the mapping "
-        "can be fixed in one pass. Blocks the week's table assets in the same run while it fails."
+        "can be fixed in one pass. Judged per week; while a week fails, its table assets are "
+        "blocked in the same run and not loaded by the automation."
     ),
 )
 def user_properties_keys_known(
     context: AssetCheckExecutionContext, raw_event_store: RawEventStore, dwh: DWHRepository
 ) -> AssetCheckResult:
-    key = raw_event_store.week_key(context.partition_key)
+    week = context.partition_key
+    key = raw_event_store.week_key(week)
     with raw_event_store.open_lines(key) as (stored, lines):
         report = audit_user_properties(lines, dwh.mappings)
     return AssetCheckResult(
         passed=report.passed,
         severity=AssetCheckSeverity.ERROR,
-        description=None if report.passed else report.summary(),
-        metadata={"file_key": stored.key, "etag": stored.etag, **audit_metadata(report)},
+        description=f"Week {week} ({raw_event_store.uri(stored.key)}): {report.summary(max_rows=5)}",
+        metadata={"week": week, "file_key": stored.key, "etag": stored.etag, **audit_metadata(report)},
     )
 
 

@@ -20,6 +20,7 @@ from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import write_counts_metadata
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.partitions import weekly_partitions
+from amplitude_pipeline.defs.user_properties.automation import tables_after_export
 from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
     EventFileLoadError,
@@ -54,6 +55,7 @@ class UserPropertiesLoadConfig(Config):
             group_name="dwh",
             kinds={"postgres"},
             description="One row per ehr_id with its static facts; the first non-NULL value wins.",
+            automation_condition=tables_after_export,
         ),
         AssetSpec(
             CHANGEABLE_TABLE,
@@ -62,6 +64,7 @@ class UserPropertiesLoadConfig(Config):
             kinds={"postgres"},
             description="The freshest version of each user's changeable properties (per ehr_id, "
             "else per amplitude_id).",
+            automation_condition=tables_after_export,
         ),
     ],
     partitions_def=weekly_partitions,

@@ -1,0 +1,278 @@
+"""Checks on ``permanent_user_properties`` and ``changeble_user_properties``.
+
+They run after each materialization of the two tables, in the same run, and can be executed on
+their own from the UI. Each judges the whole table, which every week's load changes, so they are
+not partitioned: the latest result is the table's current state (a problem fixed in the table
+turns the check green at the next load, whichever week it is). Each result names the week whose
+load it followed (metadata ``week``; absent when executed on its own). Non-blocking: nothing is
+downstream of the tables, and a table that fails one still holds the loaded data; ERROR severity,
+because each failure means rows that CONTRACT §6 says cannot exist, or rows someone deleted.
+"""
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    EventLogRecord,
+    IntMetadataValue,
+    MetadataValue,
+    multi_asset_check,
+)
+from sqlalchemy import ColumnElement, Connection, Interval, Table, and_, func, inspect, literal, select
+
+from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
+from amplitude_pipeline.text import short_repr
+
+IDENTITY_UNIQUE = "identity_unique"
+EVENT_TIME_NOT_IN_FUTURE = "event_time_not_in_future"
+ROW_COUNT_NEVER_SHRINKS = "row_count_never_shrinks"
+# Clocks of the devices, Amplitude and the DWH disagree by a little; more is a data problem
+# (a changeable row dated in the future cannot be replaced until that time has passed).
+FUTURE_EVENT_TIME_TOLERANCE = timedelta(minutes=5)
+ROW_COUNT_METADATA_KEY = "dagster/row_count"
+EXAMPLES = 5
+
+_CHECK_DESCRIPTIONS = {
+    IDENTITY_UNIQUE: (
+        "One row per user (CONTRACT §6): no identity on two rows (ehr_id; in "
+        "changeble_user_properties, amplitude_id where ehr_id is NULL) and no row without one."
+    ),
+    EVENT_TIME_NOT_IN_FUTURE: (
+        f"No row's event_time is later than the DWH's clock plus {FUTURE_EVENT_TIME_TOLERANCE}."
+    ),
+    ROW_COUNT_NEVER_SHRINKS: (
+        "The table has at least as many rows as the latest materialization of another run recorded "
+        f"in {ROW_COUNT_METADATA_KEY}: loads only insert and update, so fewer rows mean a deletion."
+    ),
+}
+_TABLES = (PERMANENT_TABLE, CHANGEABLE_TABLE)
+
+
+@multi_asset_check(
+    name="user_properties_tables_checks",
+    specs=[
+        AssetCheckSpec(name, asset=table, description=description)
+        for table in _TABLES
+        for name, description in _CHECK_DESCRIPTIONS.items()
+    ],
+    can_subset=True,
+    description="identity_unique, event_time_not_in_future and row_count_never_shrinks of both tables.",
+)
+def user_properties_tables_checks(
+    context: AssetCheckExecutionContext, dwh: DWHRepository
+) -> Iterator[AssetCheckResult]:
+    week = context.partition_key if context.has_partition_key else None
+    tables = {
+        AssetKey(PERMANENT_TABLE): dwh.tables.permanent,
+        AssetKey(CHANGEABLE_TABLE): dwh.tables.changeable,
+    }
+    with dwh.engine.connect() as conn:
+        exists = {
+            key: inspect(conn).has_table(table.name, schema=dwh.db_schema) for key, table in tables.items()
+        }
+        for check_key in sorted(context.selected_asset_check_keys, key=lambda key: key.to_user_string()):
+            table = tables[check_key.asset_key]
+            if not exists[check_key.asset_key]:
+                yield _result(check_key, week, False, f"{table.fullname} does not exist", {})
+            elif check_key.name == IDENTITY_UNIQUE:
+                yield identity_unique(conn, table, check_key, week)
+            elif check_key.name == EVENT_TIME_NOT_IN_FUTURE:
+                yield event_time_not_in_future(conn, table, check_key, week)
+            else:
+                yield row_count_never_shrinks(
+                    conn, table, check_key, week, context.instance, context.run.run_id
+                )
+
+
+def identity_unique(
+    conn: Connection, table: Table, check_key: AssetCheckKey, week: str | None
+) -> AssetCheckResult:
+    """Identities on more than one row, per identity rule of the table, and rows with none."""
+    ehr_id = table.c.ehr_id
+    rules: list[tuple[str, ColumnElement[Any], ColumnElement[bool]]] = [
+        ("ehr_id", ehr_id, ehr_id.is_not(None))
+    ]
+    without_identity: ColumnElement[bool] = ehr_id.is_(None)
+    if table.name == CHANGEABLE_TABLE:
+        amplitude_id = table.c.amplitude_id
+        rules.append(("amplitude_id", amplitude_id, and_(ehr_id.is_(None), amplitude_id.is_not(None))))
+        without_identity = and_(ehr_id.is_(None), amplitude_id.is_(None))
+
+    metadata: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, column, rows in rules:
+        duplicated, examples = _duplicates(conn, table, column, rows)
+        metadata[f"duplicated_{name}"] = MetadataValue.int(duplicated)
+        metadata[f"duplicated_{name}_examples"] = MetadataValue.json(examples)
+        if duplicated:
+            problems.append(f"{duplicated} {name} value(s) on more than one row")
+    rows_without_identity = int(
+        conn.execute(select(func.count()).select_from(table).where(without_identity)).scalar_one()
+    )
+    metadata["rows_without_identity"] = MetadataValue.int(rows_without_identity)
+    if rows_without_identity:
+        problems.append(f"{rows_without_identity} row(s) without identity")
+    identities = " / ".join(name for name, _, _ in rules)
+    return _result(
+        check_key,
+        week,
+        not problems,
+        "; ".join(problems) if problems else f"one row per {identities}",
+        metadata,
+    )
+
+
+def _duplicates(
+    conn: Connection, table: Table, column: ColumnElement[Any], rows: ColumnElement[bool]
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many values of ``column`` are on more than one of ``rows``, and the most repeated ones."""
+    groups = (
+        select(column.label("identity"), func.count().label("rows"))
+        .select_from(table)
+        .where(rows)
+        .group_by(column)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    found = conn.execute(
+        select(groups.c.identity, groups.c.rows, func.count().over().label("duplicated"))
+        .order_by(groups.c.rows.desc(), groups.c.identity)
+        .limit(EXAMPLES)
+    ).all()
+    examples = [{"identity": short_repr(row.identity), "rows": row.rows} for row in found]
+    return (found[0].duplicated if found else 0), examples
+
+
+def event_time_not_in_future(
+    conn: Connection, table: Table, check_key: AssetCheckKey, week: str | None
+) -> AssetCheckResult:
+    cutoff = func.now() + literal(FUTURE_EVENT_TIME_TOLERANCE, Interval())
+    in_future = table.c.event_time > cutoff
+    summary = conn.execute(
+        select(
+            func.count().label("rows"), func.max(table.c.event_time).label("latest"), cutoff.label("cutoff")
+        )
+        .select_from(table)
+        .where(in_future)
+    ).one()
+    identity_columns = [table.c.ehr_id, *([table.c.amplitude_id] if table.name == CHANGEABLE_TABLE else [])]
+    examples = (
+        [
+            {
+                **{column.name: short_repr(row._mapping[column.name]) for column in identity_columns},
+                "uuid": row.uuid,
+                "event_time": row.event_time.isoformat(),
+            }
+            for row in conn.execute(
+                select(*identity_columns, table.c.uuid, table.c.event_time)
+                .where(in_future)
+                .order_by(table.c.event_time.desc())
+                .limit(EXAMPLES)
+            )
+        ]
+        if summary.rows
+        else []
+    )
+    metadata = {
+        "rows_in_future": MetadataValue.int(summary.rows),
+        "cutoff": summary.cutoff.isoformat(),
+        "latest_event_time": summary.latest.isoformat() if summary.latest else None,
+        "examples": MetadataValue.json(examples),
+    }
+    if summary.rows:
+        text = (
+            f"{summary.rows} row(s) with event_time after {summary.cutoff.isoformat()}, "
+            f"the latest {summary.latest.isoformat()}"
+        )
+    else:
+        text = f"no event_time after {summary.cutoff.isoformat()}"
+    return _result(check_key, week, not summary.rows, text, metadata)
+
+
+def row_count_never_shrinks(
+    conn: Connection,
+    table: Table,
+    check_key: AssetCheckKey,
+    week: str | None,
+    instance: DagsterInstance,
+    run_id: str,
+) -> AssetCheckResult:
+    """Rows now against the row count the latest materialization of another run recorded.
+
+    Another run's, not this run's: this run's own count was taken after its load, so it would
+    hide rows deleted before the load. The previous count is read before counting: any count
+    recorded was taken before it was recorded, so without deletions the table never has fewer
+    rows now, however loads overlap.
+    """
+    previous = _previous_row_count(instance, check_key.asset_key, run_id)
+    rows = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+    metadata: dict[str, Any] = {"row_count": MetadataValue.int(rows)}
+    if previous is None:
+        return _result(
+            check_key, week, True, f"{rows} rows; no earlier materialization to compare with", metadata
+        )
+    previous_rows, record = previous
+    metadata |= {
+        "previous_row_count": MetadataValue.int(previous_rows),
+        "previous_run_id": record.run_id,
+        "previous_partition": record.partition_key,
+        "difference": MetadataValue.int(rows - previous_rows),
+    }
+    where = f" (week {record.partition_key})" if record.partition_key else ""
+    if rows < previous_rows:
+        text = (
+            f"{rows} rows, {previous_rows - rows} fewer than the {previous_rows} recorded by run "
+            f"{record.run_id}{where}: rows were deleted"
+        )
+        return _result(check_key, week, False, text, metadata)
+    return _result(
+        check_key,
+        week,
+        True,
+        f"{rows} rows, {rows - previous_rows} more than run {record.run_id}{where} recorded",
+        metadata,
+    )
+
+
+def _previous_row_count(
+    instance: DagsterInstance, asset_key: AssetKey, run_id: str
+) -> tuple[int, EventLogRecord] | None:
+    """The row count of the latest materialization recorded by another run, with its record."""
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key), limit=20, cursor=cursor
+        )
+        for record in page.records:
+            materialization = record.asset_materialization
+            if record.run_id == run_id or materialization is None:
+                continue
+            count = materialization.metadata.get(ROW_COUNT_METADATA_KEY)
+            if isinstance(count, IntMetadataValue) and count.value is not None:
+                return count.value, record
+        if not page.has_more:
+            return None
+        cursor = page.cursor
+
+
+def _result(
+    check_key: AssetCheckKey, week: str | None, passed: bool, text: str, metadata: dict[str, Any]
+) -> AssetCheckResult:
+    after = f" after the load of week {week}" if week else ""
+    return AssetCheckResult(
+        asset_key=check_key.asset_key,
+        check_name=check_key.name,
+        passed=passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=f"{check_key.asset_key.to_user_string()}{after}: {text}",
+        metadata={**({"week": week} if week else {}), **metadata},
+    )
