@@ -207,6 +207,7 @@ class _CannedAdapter(requests.adapters.BaseAdapter):
     ],
     ids=["imf_fixdate", "asctime"],
 )
+@pytest.mark.usefixtures("non_utc_local_time")  # an asctime date has no zone: it is UTC
 def test_retry_after_as_an_http_date_is_honoured(
     sleeps: list[float], date_format: Callable[[datetime], str]
 ) -> None:

@@ -179,6 +179,7 @@ def test_users_carry_one_to_three_versions_that_each_change_something() -> None:
             }
 
 
+@pytest.mark.usefixtures("non_utc_local_time")  # event_time has no zone: it is UTC
 def test_every_event_carries_the_version_current_at_its_event_time() -> None:
     config = SimulatorConfig(users=20, events_per_day=3000)
     users = population(config)
