@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     create_engine,
     func,
     inspect,
@@ -38,10 +39,9 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.schema import CreateSchema
@@ -51,7 +51,7 @@ from sqlalchemy.types import TypeEngine
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.retries import retrying
 from amplitude_pipeline.text import redact, shorten
-from amplitude_pipeline.transform.batch import ReducedBatch
+from amplitude_pipeline.transform.batch import ReducedBatch, StoredVersion, UserKey
 from amplitude_pipeline.transform.mapping import ColumnMapping, FieldMappings, load_field_mappings
 
 PERMANENT_TABLE = "permanent_user_properties"
@@ -346,14 +346,15 @@ class DWHRepository(ConfigurableResource):
         )
 
     def _merge_permanent(self, conn: Connection, batch: ReducedBatch) -> TableWriteCounts:
-        counts = TableWriteCounts(candidates=len(batch.permanent))
-        if not batch.permanent:
+        rows = batch.permanent_rows()
+        counts = TableWriteCounts(candidates=len(rows))
+        if not rows:
             return counts
         target = self.tables.permanent
         value_columns = self.tables.permanent_columns
         stage_columns = ("ehr_id", *value_columns, "uuid", "event_time")
         stage = self._stage(conn, target, "stage_permanent", stage_columns, ())
-        _copy_rows(conn, stage.name, stage_columns, (row.as_row() for row in batch.permanent.values()))
+        _copy_rows(conn, stage.name, stage_columns, (row.as_row() for row in rows))
         counts.inserted = _affected_rows(
             conn,
             pg_insert(target)
@@ -377,33 +378,39 @@ class DWHRepository(ConfigurableResource):
         return counts
 
     def _merge_changeable(self, conn: Connection, batch: ReducedBatch) -> TableWriteCounts:
-        counts = TableWriteCounts(candidates=len(batch.changeable))
-        if not batch.changeable:
+        """The batch's users' stored versions are read first (the merge lock keeps them as read
+        until the commit), the batch resolves its rows against them, and only new and replaced
+        rows are written."""
+        counts = TableWriteCounts(candidates=batch.users)
+        if not batch.users:
+            return counts
+        rows = batch.changeable_rows(self._stored_versions(conn, *batch.user_keys()))
+        if not rows:
             return counts
         target = self.tables.changeable
-        value_columns = self.tables.changeable_columns
-        row_columns = ("ehr_id", "amplitude_id", *value_columns, "uuid", "event_time")
-        stage_columns = (*row_columns, "changed_in_batch")
+        row_columns = ("ehr_id", "amplitude_id", *self.tables.changeable_columns, "uuid", "event_time")
         stage = self._stage(
-            conn, target, "stage_changeable", row_columns, (Column("changed_in_batch", Boolean),)
+            conn, target, "stage_changeable", row_columns, (Column("replaces_stored", Boolean),)
         )
-        _copy_rows(conn, stage.name, stage_columns, (row.as_row() for row in batch.changeable.values()))
-
+        _copy_rows(
+            conn,
+            stage.name,
+            (*row_columns, "replaces_stored"),
+            ((*row.as_row(), row.replaces_stored) for row in rows),
+        )
         for identity, is_anonymous in (("ehr_id", False), ("amplitude_id", True)):
             stage_rows = stage.c.ehr_id.is_(None) if is_anonymous else stage.c.ehr_id.is_not(None)
             target_rows = target.c.ehr_id.is_(None) if is_anonymous else target.c.ehr_id.is_not(None)
             counts.inserted += _affected_rows(
                 conn,
                 pg_insert(target)
-                .from_select(row_columns, select(*(stage.c[name] for name in row_columns)).where(stage_rows))
+                .from_select(
+                    row_columns,
+                    select(*(stage.c[name] for name in row_columns)).where(
+                        stage_rows, stage.c.replaces_stored.is_(False)
+                    ),
+                )
                 .on_conflict_do_nothing(index_elements=[target.c[identity]], index_where=target_rows),
-            )
-            values_differ = tuple_(*(target.c[name] for name in value_columns)).is_distinct_from(
-                tuple_(*(stage.c[name] for name in value_columns))
-            )
-            replaces = and_(
-                stage.c.event_time > target.c.event_time,
-                or_(stage.c.changed_in_batch, values_differ) if value_columns else stage.c.changed_in_batch,
             )
             counts.updated += _affected_rows(
                 conn,
@@ -412,10 +419,37 @@ class DWHRepository(ConfigurableResource):
                     {name: stage.c[name] for name in row_columns if name != identity}
                     | {"loaded_at": func.now()}
                 )
-                .where(target.c[identity] == stage.c[identity], target_rows, stage_rows, replaces),
+                .where(
+                    target.c[identity] == stage.c[identity],
+                    target_rows,
+                    stage_rows,
+                    stage.c.replaces_stored.is_(True),
+                ),
             )
         stage.drop(conn)
         return counts
+
+    def _stored_versions(
+        self, conn: Connection, ehr_ids: list[str], amplitude_ids: list[int]
+    ) -> dict[UserKey, StoredVersion]:
+        """The changeable values and ``event_time`` of the rows these users have now."""
+        target = self.tables.changeable
+        values = [target.c[name] for name in self.tables.changeable_columns]
+        stored: dict[UserKey, StoredVersion] = {}
+        for identity, keys, key_type, rows_of_kind in (
+            (target.c.ehr_id, ehr_ids, Text(), target.c.ehr_id.is_not(None)),
+            (target.c.amplitude_id, amplitude_ids, BigInteger(), target.c.ehr_id.is_(None)),
+        ):
+            if not keys:
+                continue
+            found = conn.execute(
+                select(identity, target.c.event_time, *values).where(
+                    rows_of_kind, identity == func.any(bindparam("keys", keys, type_=ARRAY(key_type)))
+                )
+            )
+            for row in found:
+                stored[row[0]] = StoredVersion(tuple(row[2:]), row[1])
+        return stored
 
     def _stage(
         self,

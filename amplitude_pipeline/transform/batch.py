@@ -1,111 +1,169 @@
-"""Reducing a batch of transformed records to one candidate row per user (CONTRACT §6).
+"""A batch of transformed records, resolved into the rows CONTRACT §6 asks for.
 
-The reduction applies the tables' rules inside the batch, so that the set-based write of the
-candidates gives the same rows as applying the records one by one:
+The rules are defined record by record: applying a batch must give the rows that applying its
+records one by one, in (``event_time``, line) order, onto the stored rows would give. Records
+arrive in file order, which is not time order (a device that was offline sends old events
+late), so the batch keeps each user's records and resolves them when it is written:
 
-- permanent: per ``ehr_id``, the earliest record (by ``event_time``, then line) sets the row's
-  ``uuid``/``event_time``; every column takes the first non-NULL value, earliest record first.
-- changeable: per user (``ehr_id``, else ``amplitude_id``), the latest record wins; a later
-  record whose values equal the current candidate's keeps the candidate (the row records when
-  its version was first seen). ``changed_in_batch`` tells the writer that the version was
-  replaced inside the batch, so the row must follow even if the final values equal the
-  stored ones (A → B → A is two replacements, not none).
+- permanent: per ``ehr_id``, the earliest record sets ``uuid``/``event_time`` and each column
+  takes the first non-NULL value in time order (ties: file order). Across batches only stored
+  NULLs are filled, which the SQL merge does.
+- changeable: per user (``ehr_id``, else ``amplitude_id``), starting from the stored version,
+  a record replaces the current version when it is later (strictly, for the stored one; on
+  equal times within the batch, the later line) and its values differ. A version seen again
+  keeps the ``uuid``/``event_time`` of the record that made it current. This needs the stored
+  version, so :meth:`ReducedBatch.changeable_rows` takes it.
+
+A user's records are kept in file order and sorted (stably, so ties stay in file order) only
+when one arrived out of time order. Memory grows with the batch's records, which ``batch_size``
+bounds; the records share their converted values (:class:`UserPropertiesMemo`), so a record
+costs a few hundred bytes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from amplitude_pipeline.transform.records import TransformedRecord
 
+# An ehr_id (text) or, for anonymous records, an amplitude_id (integer): the types keep the
+# two identities apart in one dict.
+UserKey = str | int
+
+_by_event_time = attrgetter("event_time")
+
+
+class StoredVersion(NamedTuple):
+    """A user's row as the table holds it: its changeable values and when they were first seen."""
+
+    values: tuple[Any, ...]
+    event_time: datetime
+
 
 @dataclass(slots=True)
-class PermanentCandidate:
+class PermanentRow:
     ehr_id: str
     uuid: str
     event_time: datetime
-    line: int
     values: list[Any]
-    # The values tuple merged last: a user's repeated snapshot is the very same tuple
-    # (UserPropertiesMemo), and merging it again would change nothing.
-    merged: tuple[Any, ...] = ()
 
     def as_row(self) -> tuple[Any, ...]:
         return (self.ehr_id, *self.values, self.uuid, self.event_time)
 
 
 @dataclass(slots=True)
-class ChangeableCandidate:
+class ChangeableRow:
+    """A user's new row, or the version that replaces the stored one (``replaces_stored``)."""
+
+    user: UserKey
     ehr_id: str | None
     amplitude_id: int | None
     uuid: str
     event_time: datetime
-    line: int
     values: tuple[Any, ...]
-    changed_in_batch: bool = False
+    replaces_stored: bool
 
     def as_row(self) -> tuple[Any, ...]:
-        return (
-            self.ehr_id,
-            self.amplitude_id,
-            *self.values,
-            self.uuid,
-            self.event_time,
-            self.changed_in_batch,
-        )
+        return (self.ehr_id, self.amplitude_id, *self.values, self.uuid, self.event_time)
 
 
-# An ehr_id (text) or, for anonymous records, an amplitude_id (integer): the types keep the
-# two identities apart in one dict.
-UserKey = str | int
-
-
-@dataclass
 class ReducedBatch:
-    permanent: dict[str, PermanentCandidate] = field(default_factory=dict)
-    changeable: dict[UserKey, ChangeableCandidate] = field(default_factory=dict)
-    records: int = 0
-    skipped_without_identity: int = 0
+    """The records of one batch, per user, and the rows they resolve into."""
+
+    __slots__ = ("_disordered", "_records_by_user", "records", "skipped_without_identity")
+
+    def __init__(self) -> None:
+        self._records_by_user: dict[UserKey, list[TransformedRecord]] = {}
+        self._disordered: set[UserKey] = set()
+        self.records = 0
+        self.skipped_without_identity = 0
 
     def add(self, record: TransformedRecord, line: int) -> None:
-        """Fold one record into the candidates (a hot path: one call per event)."""
+        """Keep one record (a hot path: one call per event). ``line`` orders it; records must be
+        added in line order."""
         self.records += 1
-        record_uuid, event_time, amplitude_id, ehr_id, permanent, changeable = record
-        user: UserKey
-        if ehr_id is not None:
-            user = ehr_id
-            fixed = self.permanent.get(ehr_id)
-            if fixed is None:
-                self.permanent[ehr_id] = PermanentCandidate(
-                    ehr_id, record_uuid, event_time, line, list(permanent), permanent
-                )
-            elif event_time < fixed.event_time:
-                fixed.values = _first_non_null(permanent, fixed.values)
-                fixed.uuid, fixed.event_time, fixed.line = record_uuid, event_time, line
-                fixed.merged = permanent
-            elif permanent is not fixed.merged:
-                if None in fixed.values:
-                    fixed.values = _first_non_null(fixed.values, permanent)
-                fixed.merged = permanent
-        elif amplitude_id is not None:
-            user = amplitude_id
-        else:
-            self.skipped_without_identity += 1
+        user: UserKey | None = record.ehr_id
+        if user is None:
+            user = record.amplitude_id
+            if user is None:
+                self.skipped_without_identity += 1
+                return
+        kept = self._records_by_user.get(user)
+        if kept is None:
+            self._records_by_user[user] = [record]
             return
+        if record.event_time < kept[-1].event_time:
+            self._disordered.add(user)
+        kept.append(record)
 
-        latest = self.changeable.get(user)
-        if latest is None:
-            self.changeable[user] = ChangeableCandidate(
-                ehr_id, amplitude_id, record_uuid, event_time, line, changeable
-            )
-        # compare_changeable's rule, inlined: a plain tuple comparison on the hot path.
-        elif event_time >= latest.event_time and changeable != latest.values:
-            self.changeable[user] = ChangeableCandidate(
-                ehr_id, amplitude_id, record_uuid, event_time, line, changeable, changed_in_batch=True
-            )
+    @property
+    def users(self) -> int:
+        return len(self._records_by_user)
 
+    def user_keys(self) -> tuple[list[str], list[int]]:
+        """The batch's users: ``ehr_id``\\ s, and the ``amplitude_id``\\ s of anonymous users."""
+        ehr_ids: list[str] = []
+        amplitude_ids: list[int] = []
+        for user in self._records_by_user:
+            (ehr_ids if type(user) is str else amplitude_ids).append(user)  # type: ignore[arg-type]
+        return ehr_ids, amplitude_ids
 
-def _first_non_null(preferred: Any, fallback: Any) -> list[Any]:
-    return [value if value is not None else other for value, other in zip(preferred, fallback, strict=True)]
+    def _in_time_order(self) -> Mapping[UserKey, list[TransformedRecord]]:
+        for user in self._disordered:
+            self._records_by_user[user].sort(key=_by_event_time)
+        self._disordered.clear()
+        return self._records_by_user
+
+    def permanent_rows(self) -> list[PermanentRow]:
+        """One row per ``ehr_id``: the earliest record's, each column its first non-NULL value."""
+        rows = []
+        for user, records in self._in_time_order().items():
+            if type(user) is not str:
+                continue
+            first = records[0]
+            values = list(first.permanent)
+            merged = first.permanent
+            for record in records:
+                if None not in values:
+                    break
+                if record.permanent is merged:  # a user's repeated snapshot is the same tuple
+                    continue
+                merged = record.permanent
+                values = [old if old is not None else new for old, new in zip(values, merged, strict=True)]
+            rows.append(PermanentRow(user, first.uuid, first.event_time, values))
+        return rows
+
+    def changeable_rows(self, stored: Mapping[UserKey, StoredVersion]) -> list[ChangeableRow]:
+        """The rows to insert (new users) or to replace (``replaces_stored``); a user whose
+        stored version the batch leaves as it is has none."""
+        rows = []
+        for user, records in self._in_time_order().items():
+            version = stored.get(user)
+            if version is None:
+                current, current_values, start = records[0], records[0].changeable, 1
+            else:
+                current, current_values, start = None, version.values, 0
+                while start < len(records) and records[start].event_time <= version.event_time:
+                    start += 1
+            for index in range(start, len(records)):
+                record = records[index]
+                values = record.changeable
+                if values is not current_values and values != current_values:
+                    current, current_values = record, values
+            if current is not None:
+                rows.append(
+                    ChangeableRow(
+                        user,
+                        current.ehr_id,
+                        current.amplitude_id,
+                        current.uuid,
+                        current.event_time,
+                        current_values,
+                        replaces_stored=version is not None,
+                    )
+                )
+        return rows

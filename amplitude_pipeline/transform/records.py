@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
@@ -37,7 +37,6 @@ __all__ = [
     "ValueConversionError",
     "collect_envelope_errors",
     "collect_record_errors",
-    "compare_changeable",
     "convert_identity",
     "transform_single_record",
     "transform_user_properties",
@@ -367,15 +366,3 @@ class UserPropertiesMemo:
             self._last.clear()
         self._last[user] = (user_properties, value_types, converted)
         return converted
-
-
-def compare_changeable(a: Sequence[Any], b: Sequence[Any]) -> bool:
-    """True when two changeable versions differ in any mapped column.
-
-    Values are compared with ``==``, so ``1`` and ``1.0`` are equal while ``None`` and
-    any value differ. Only the changeable column values are passed, so ``uuid`` and
-    ``event_time`` never take part.
-    """
-    if len(a) != len(b):
-        raise ValueError(f"changeable versions of different lengths: {len(a)} and {len(b)}")
-    return tuple(a) != tuple(b)

@@ -19,7 +19,6 @@ from amplitude_pipeline.transform.records import (
     ValueConversionError,
     collect_envelope_errors,
     collect_record_errors,
-    compare_changeable,
     transform_single_record,
     transform_user_properties,
 )
@@ -229,35 +228,6 @@ def test_collect_record_errors_is_empty_for_a_good_record(mappings: FieldMapping
 def test_collect_envelope_errors_lists_every_bad_field() -> None:
     errors = collect_envelope_errors({"uuid": 5, "event_time": "soon", "user_properties": {}})
     assert [e.key for e in errors] == ["uuid", "event_time"]
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "differ"),
-    [
-        ((1, "Kazan"), (1, "Kazan"), False),
-        ((1, "Kazan"), (1, "Ufa"), True),
-        ((None, "Kazan"), (1, "Kazan"), True),
-        (("x", None), ("x", None), False),
-        ((72.0, True), (72, True), False),
-        ([38, "Kazan"], (38, "Kazan"), False),
-    ],
-    ids=["equal", "value-changed", "null-vs-value", "both-null", "int-vs-float", "list-vs-tuple"],
-)
-def test_compare_changeable(a: tuple[Any, ...], b: tuple[Any, ...], differ: bool) -> None:
-    assert compare_changeable(a, b) is differ
-
-
-def test_compare_changeable_ignores_uuid_and_event_time(mappings: FieldMappings) -> None:
-    first = transform_single_record(make_event(city="Kazan"), mappings)
-    later = transform_single_record(
-        make_event(city="Kazan") | {"uuid": str(uuid.uuid4()), "event_time": "2024-01-09 00:00:00"}, mappings
-    )
-    assert compare_changeable(first.changeable, later.changeable) is False
-
-
-def test_compare_changeable_rejects_versions_of_different_length() -> None:
-    with pytest.raises(ValueError, match="different lengths"):
-        compare_changeable((1, 2), (1,))
 
 
 def test_the_memo_gives_a_repeated_snapshot_the_values_of_a_fresh_conversion(mappings: FieldMappings) -> None:
