@@ -6,7 +6,14 @@ import sys
 from datetime import UTC, date, datetime
 
 import pytest
-from dagster import AssetKey, Definitions, EnvVar, TimeWindow, WeeklyPartitionsDefinition
+from dagster import (
+    AssetKey,
+    DefaultSensorStatus,
+    Definitions,
+    EnvVar,
+    TimeWindow,
+    WeeklyPartitionsDefinition,
+)
 
 from amplitude_pipeline.definitions import defs
 from amplitude_pipeline.defs.partitions import weekly_partitions
@@ -24,9 +31,19 @@ def test_the_code_location_loads_and_validates():
         "changeble_user_properties",
         "tmp_user_properties",
     }
-    assert defs.resolve_job_def("migrate_tmp_user_properties") is not None
-    assert defs.resolve_job_def("export_amplitude_events") is not None
-    assert defs.resolve_sensor_def("tmp_user_properties_backlog_sensor") is not None
+    migrate = defs.resolve_job_def("migrate_tmp_user_properties")
+    assert [node.name for node in migrate.nodes] == ["migrate_tmp_user_properties_pages"]
+    export = defs.resolve_job_def("export_amplitude_events")
+    assert export.partitions_def == weekly_partitions
+    assert {node.name for node in export.nodes} == {
+        "amplitude_events",
+        "amplitude_events_user_properties_keys_known",
+    }
+    backlog = defs.resolve_sensor_def("tmp_user_properties_backlog_sensor")
+    assert (backlog.job_name, backlog.default_status) == (
+        "migrate_tmp_user_properties",
+        DefaultSensorStatus.STOPPED,
+    )
     weekly = defs.resolve_schedule_def("weekly_amplitude_export")
     assert (weekly.job_name, weekly.cron_schedule, weekly.execution_timezone) == (
         "export_amplitude_events",
@@ -83,17 +100,18 @@ def test_the_default_start_date_is_2024_01_01(monkeypatch):
         ("raw_event_store", "bucket", "S3_BUCKET"),
     ],
 )
-def test_secrets_are_env_var_names_not_values(resource, field, variable):
+def test_secrets_are_env_var_names_not_values(monkeypatch, resource, field, variable):
+    secret = f"secret-value-of-{variable}"
+    monkeypatch.setenv(variable, secret)
     configured = defs.resources[resource]
     value = getattr(configured, field)
     assert isinstance(value, EnvVar)
     assert value.env_var_name == variable
+    assert value.get_value() == secret  # it is read at run time, from the environment
     # What Dagster shows as the resource's config: the variable's name, never its value.
     shown = configured.get_resource_definition().config_schema.default_value
     assert shown[field] == {"env": variable}
-    secret = os.environ.get(variable)
-    if secret:
-        assert secret not in repr(shown)
+    assert secret not in repr(shown)
 
 
 def test_a_broken_mapping_file_stops_the_code_location_from_loading(tmp_path):
