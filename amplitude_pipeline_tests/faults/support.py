@@ -66,18 +66,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def committed_batches(dwh: DWHRepository, key: str, batches: int) -> Callable[[], FileCheckpoint | None]:
-    """A probe: the checkpoint once at least ``batches`` batches are committed."""
-
-    def probe() -> FileCheckpoint | None:
-        checkpoint = dwh.get_checkpoint(key)
-        if checkpoint is not None and checkpoint.last_successful_line >= batches * BATCH_SIZE - 1:
-            return checkpoint
-        return None
-
-    return probe
-
-
 class TablesRun:
     """``dagster asset materialize`` of the week's two tables, in a session of its own (so that it
     can be killed with every process it started) and a Dagster instance of its own (SQLite under
@@ -87,7 +75,9 @@ class TablesRun:
         dagster_home.mkdir(parents=True, exist_ok=True)
         (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
         config = dagster_home / "run_config.yaml"
+        # In process: the run is the CLI's one process, with no step process to start per step.
         config.write_text(
+            "execution:\n  config:\n    in_process: {}\n"
             f"ops:\n  user_properties_tables:\n    config:\n      batch_size: {BATCH_SIZE}\n",
             encoding="utf-8",
         )
@@ -108,8 +98,27 @@ class TablesRun:
             start_new_session=True,
         )
 
+    def wait_for_committed_batches(
+        self, dwh: DWHRepository, key: str, batches: int, timeout: float = 120
+    ) -> FileCheckpoint:
+        """``key``'s checkpoint once this run has committed ``batches`` batches of it; fails at once
+        if the run ends before."""
+
+        def probe() -> FileCheckpoint | None:
+            checkpoint = dwh.get_checkpoint(key)
+            if checkpoint is not None and checkpoint.last_successful_line >= batches * BATCH_SIZE - 1:
+                return checkpoint
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"the run ended (exit code {self.process.returncode}) before it committed {batches} "
+                    f"batches:\n{self.output[-5000:]}"
+                )
+            return None
+
+        return wait_for(f"{batches} committed batches of {key}", probe, timeout)
+
     def kill(self) -> None:
-        """SIGKILL to the run's every process (the CLI and the step process it forked)."""
+        """SIGKILL to the run's every process."""
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
 

@@ -9,10 +9,8 @@ from amplitude_pipeline_tests.faults.support import (
     BATCH_SIZE,
     TablesRun,
     big_week_lines,
-    committed_batches,
     table_rows,
     upload_big_week,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -29,7 +27,7 @@ def test_a_run_killed_mid_load_is_resumed_by_the_rerun_and_the_tables_equal_a_cl
 
     first = TablesRun("killed", dagster_home, raw_event_store, killed)
     try:
-        wait_for("three committed batches", committed_batches(killed, key, 3), timeout=120)
+        first.wait_for_committed_batches(killed, key, 3)
         first.kill()
     finally:
         first.close()

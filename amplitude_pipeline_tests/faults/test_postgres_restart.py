@@ -23,10 +23,8 @@ from amplitude_pipeline_tests.faults.support import (
     BATCH_SIZE,
     TablesRun,
     big_week_lines,
-    committed_batches,
     table_rows,
     upload_big_week,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,7 +51,7 @@ def test_a_load_rides_out_an_immediate_postgres_restart_and_the_tables_equal_a_c
 
     run = TablesRun("restarted", tmp_path / "dagster_home", raw_event_store, restarted)
     try:
-        before = wait_for("two committed batches", committed_batches(restarted, key, 2), timeout=120)
+        before = run.wait_for_committed_batches(restarted, key, 2)
         restart_began = datetime.now(UTC)
         subprocess.run(
             [str(REPO_ROOT / "scripts" / "stack.sh"), "restart-postgres"],
