@@ -1,12 +1,12 @@
 """S3 that throttles and drops connections mid-body (issue 9), through a fault-injecting proxy in
 front of SeaweedFS: the export and the load, with the production S3 resource (botocore's standard
 retries, ``ResumingBody``), end with exactly what a fault-free run makes, and the proxy's counters
-show that the faults happened."""
+show that the faults happened. An outage that outlasts every retry stops the load at a line, and
+the rerun loads exactly the rest."""
 
 import os
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -75,7 +75,6 @@ def test_the_proxy_answers_slowdown_and_cuts_bodies_as_configured(raw_event_stor
     assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
     assert "IncompleteRead(100000 bytes read, 200000 more expected)" in str(cut.value)
     assert (counters.requests, counters.slowdowns, counters.cut_downloads) == (2, 1, 1)
-    assert urlsplit(proxy.endpoint_url).port != urlsplit(os.environ["S3_ENDPOINT_URL"]).port
 
 
 def test_an_export_through_throttling_and_cut_uploads_stores_exactly_the_fault_free_object(raw_event_store):
