@@ -4,11 +4,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from dagster import AssetCheckSeverity, Definitions, ExecuteInProcessResult, materialize
+from dagster import (
+    AssetCheckSeverity,
+    DagsterInstance,
+    Definitions,
+    ExecuteInProcessResult,
+    instance_for_test,
+    materialize,
+)
 from sqlalchemy import inspect
 
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.amplitude.checks import user_properties_keys_known
+from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
 from amplitude_pipeline.storage.dwh import PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
@@ -29,8 +37,10 @@ from amplitude_pipeline_tests.load.events import event, upload_events
 pytestmark = pytest.mark.integration
 
 
-def run_check_only(store: RawEventStore, dwh: DWHRepository) -> ExecuteInProcessResult:
-    """Execute just the check for WEEK, the way the UI's "Execute check" does."""
+def run_check_only(
+    store: RawEventStore, dwh: DWHRepository, week: str = WEEK, instance: DagsterInstance | None = None
+) -> ExecuteInProcessResult:
+    """Execute just the check for ``week``, the way the UI's "Execute check" does."""
     defs = Definitions(
         assets=[amplitude_events],
         asset_checks=[user_properties_keys_known],
@@ -39,7 +49,15 @@ def run_check_only(store: RawEventStore, dwh: DWHRepository) -> ExecuteInProcess
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
         asset_selection=set(), asset_check_selection={user_properties_keys_known.check_key}
     )
-    return job.execute_in_process(partition_key=WEEK, raise_on_error=False)
+    return job.execute_in_process(partition_key=week, instance=instance, raise_on_error=False)
+
+
+def weeks_by_status(instance: DagsterInstance) -> dict[str, set[str]]:
+    """The check's result per week as the UI's partition view reads it (Dagster's AssetCheckState)."""
+    key = user_properties_keys_known.check_key
+    state = instance.event_log_storage.get_asset_check_state([(key, weekly_partitions)])[key]
+    found = {status.value: set(subset.value.get_partition_keys()) for status, subset in state.subsets.items()}
+    return {status: weeks for status, weeks in found.items() if weeks}
 
 
 def test_the_check_lists_every_unknown_key_and_bad_value_of_the_week(raw_event_store, dwh):
@@ -61,7 +79,15 @@ def test_the_check_lists_every_unknown_key_and_bad_value_of_the_week(raw_event_s
     assert evaluation.asset_check_key == user_properties_keys_known.check_key
     assert evaluation.passed is False
     assert evaluation.severity == AssetCheckSeverity.ERROR
+    # The week it judged: its own partition, in the metadata and first in the description.
+    assert evaluation.partition == WEEK
+    assert evaluation.description is not None
+    assert evaluation.description.startswith(
+        f"Week {WEEK} ({raw_event_store.uri(raw_event_store.week_key(WEEK))}): "
+    )
+    assert "2 unknown keys" in evaluation.description
     metadata = values(dict(evaluation.metadata))
+    assert metadata["week"] == WEEK
     assert metadata["file_key"] == raw_event_store.week_key(WEEK)
     assert (metadata["lines_scanned"], metadata["unknown_keys"], metadata["conversion_failures"]) == (5, 2, 1)
     assert metadata["unknown_key_details"] == [
@@ -91,7 +117,46 @@ def test_the_check_passes_on_a_clean_week(raw_event_store, dwh):
     assert result.success
     [evaluation] = result.get_asset_check_evaluations()
     assert evaluation.passed is True
+    assert evaluation.partition == WEEK
+    assert evaluation.description is not None
+    assert evaluation.description.startswith(f"Week {WEEK} (")
+    assert values(dict(evaluation.metadata))["week"] == WEEK
     assert values(dict(evaluation.metadata))["unknown_key_details"] == []
+
+
+def test_each_week_keeps_its_own_result_and_a_fixed_week_turns_green(
+    raw_event_store, new_dwh_schema: Callable[[], str], tmp_path: Path
+):
+    older, newer = "2024-01-01", WEEK
+    for week in (older, newer):
+        upload_events(raw_event_store, f"{week}.jsonl.gz", [event(f"{week} 09:00:00", ehr_id="E1")])
+    schema = new_dwh_schema()
+    # The events carry `city`; a mapping without it fails whichever week it judges.
+    without_city = mappings_without(tmp_path / "field_mappings.yaml", "  city: {type: str}")
+    with (
+        instance_for_test() as instance,
+        dwh_repository(schema, without_city) as broken,
+        dwh_repository(schema) as fixed,
+    ):
+        run_check_only(raw_event_store, broken, older, instance)
+        run_check_only(raw_event_store, fixed, newer, instance)
+        # The newer week passing does not hide the older week's failure.
+        assert weeks_by_status(instance) == {"FAILED": {older}, "SUCCEEDED": {newer}}
+
+        run_check_only(raw_event_store, broken, newer, instance)
+        assert weeks_by_status(instance) == {"FAILED": {older, newer}}
+
+        # The mapping fixed and each week re-run: each turns green, nothing stays red.
+        run_check_only(raw_event_store, fixed, newer, instance)
+        assert weeks_by_status(instance) == {"FAILED": {older}, "SUCCEEDED": {newer}}
+        result = run_check_only(raw_event_store, fixed, older, instance)
+        assert result.success
+        assert weeks_by_status(instance) == {"SUCCEEDED": {older, newer}}
+        # The asset's summary (the latest evaluation) names the week it judged.
+        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [user_properties_keys_known.check_key]
+        )[user_properties_keys_known.check_key]
+        assert (latest.partition, latest.status.value) == (older, "SUCCEEDED")
 
 
 def test_a_failing_check_blocks_the_table_assets_of_the_same_run(
