@@ -10,10 +10,9 @@ before it in its page are committed, it and the rest of the page stay unmigrated
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection
 
 from amplitude_pipeline.load.totals import LoadStoppedError, WriteTotals
 from amplitude_pipeline.load.writer import (
@@ -34,12 +33,6 @@ DEFAULT_PAGE_SIZE = 5000
 class MigrationResult(WriteTotals):
     pages: int = 0
     rows_migrated: int = 0
-
-
-@dataclass(frozen=True)
-class BacklogState:
-    unmigrated_rows: int
-    oldest_unmigrated_event_time: datetime | None
 
 
 class TmpRowMigrationError(LoadStoppedError):
@@ -80,15 +73,6 @@ class _PageOutcome:
     failure: str | None = None
 
 
-def backlog(dwh: DWHRepository) -> BacklogState:
-    tmp = dwh.tables.tmp
-    with dwh.engine.connect() as conn:
-        row = conn.execute(
-            select(func.count(), func.min(tmp.c.event_time)).where(tmp.c.migrated.is_(False))
-        ).one()
-    return BacklogState(unmigrated_rows=row[0], oldest_unmigrated_event_time=row[1])
-
-
 def migrate_tmp_user_properties(
     dwh: DWHRepository, *, page_size: int = DEFAULT_PAGE_SIZE, log: Log | None = None
 ) -> MigrationResult:
@@ -118,14 +102,7 @@ def migrate_tmp_user_properties(
 def _migrate_page(
     dwh: DWHRepository, conn: Connection, page_size: int, memo: UserPropertiesMemo
 ) -> _PageOutcome:
-    tmp = dwh.tables.tmp
-    rows = conn.execute(
-        select(tmp.c.uuid, tmp.c.amplitude_id, tmp.c.user_properties, tmp.c.event_time)
-        .where(tmp.c.migrated.is_(False))
-        .order_by(tmp.c.event_time, tmp.c.uuid)
-        .limit(page_size)
-        .with_for_update(skip_locked=True)
-    ).all()
+    rows = dwh.lock_unmigrated_page(conn, page_size)
     outcome = _PageOutcome(rows=len(rows), migrated=0, skipped_without_identity=0)
     records: list[PositionedRecord] = []
     for position, row in enumerate(rows):
@@ -145,7 +122,7 @@ def _migrate_page(
         outcome.failure = refusal_message(dwh, written.refusal, "row")
     migrated = [rows[position].uuid for position, _ in records[: written.written]]
     if migrated:
-        conn.execute(update(tmp).where(tmp.c.uuid == func.any(migrated)).values(migrated=True))
+        dwh.mark_migrated(conn, migrated)
     outcome.counts = written.counts
     outcome.migrated = len(migrated)
     outcome.skipped_without_identity = written.skipped_without_identity

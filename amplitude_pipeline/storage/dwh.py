@@ -10,6 +10,7 @@ carry CONTRACT §6's rules.
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Engine,
     Index,
     MetaData,
+    Row,
     Table,
     Text,
     and_,
@@ -174,6 +176,15 @@ class FileCheckpoint:
     etag: str
     last_successful_line: int
     finished: bool
+
+
+@dataclass(frozen=True)
+class TmpBacklog:
+    """``tmp_user_properties``' unmigrated rows; ``table_exists`` False before the first migration."""
+
+    unmigrated_rows: int
+    oldest_unmigrated_event_time: datetime | None
+    table_exists: bool = True
 
 
 @dataclass
@@ -328,6 +339,38 @@ class DWHRepository(ConfigurableResource):
             finally:
                 if acquired:
                     _release_advisory_lock(conn, file_key)
+
+    # -- tmp_user_properties -----------------------------------------------------------
+
+    def tmp_backlog(self) -> TmpBacklog:
+        """How many rows wait, read only: sensors and observations must not create tables."""
+        tmp = self.tables.tmp
+        with self.engine.connect() as conn:
+            exists = conn.execute(
+                select(func.to_regclass(f"{_quoted(self.db_schema)}.{_quoted(tmp.name)}"))
+            ).scalar()
+            if exists is None:
+                return TmpBacklog(0, None, table_exists=False)
+            count, oldest = conn.execute(
+                select(func.count(), func.min(tmp.c.event_time)).where(tmp.c.migrated.is_(False))
+            ).one()
+        return TmpBacklog(count, oldest)
+
+    def lock_unmigrated_page(self, conn: Connection, page_size: int) -> Sequence[Row[Any, Any, Any, Any]]:
+        """The oldest unmigrated rows (``uuid, amplitude_id, user_properties, event_time``), locked
+        for this transaction; rows another migration holds are skipped, never waited for."""
+        tmp = self.tables.tmp
+        return conn.execute(
+            select(tmp.c.uuid, tmp.c.amplitude_id, tmp.c.user_properties, tmp.c.event_time)
+            .where(tmp.c.migrated.is_(False))
+            .order_by(tmp.c.event_time, tmp.c.uuid)
+            .limit(page_size)
+            .with_for_update(skip_locked=True)
+        ).all()
+
+    def mark_migrated(self, conn: Connection, uuids: Sequence[str]) -> None:
+        tmp = self.tables.tmp
+        conn.execute(update(tmp).where(tmp.c.uuid == func.any(list(uuids))).values(migrated=True))
 
     # -- batch writes -------------------------------------------------------------------
 
@@ -601,6 +644,10 @@ def describe_db_error(error: BaseException) -> str:
     """The driver's own message (SQLAlchemy's wrapping adds only noise), on one readable line."""
     cause = _driver_error(error)
     return shorten(" ".join(f"{type(cause).__name__}: {cause}".split()))
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _affected_rows(conn: Connection, statement: Insert | Update) -> int:

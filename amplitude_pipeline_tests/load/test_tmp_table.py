@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, insert, select, update
 
 from amplitude_pipeline.load.event_files import load_event_file
-from amplitude_pipeline.load.tmp_table import TmpRowMigrationError, backlog, migrate_tmp_user_properties
+from amplitude_pipeline.load.tmp_table import TmpRowMigrationError, migrate_tmp_user_properties
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline_tests.load.events import BASE_PROPERTIES, event, upload_events
 from amplitude_pipeline_tests.load.test_event_files import forbid_city, rows
@@ -50,7 +50,7 @@ def test_twelve_thousand_and_one_rows_migrate_in_three_pages(dwh):
     seed(dwh, source)
     result = migrate_tmp_user_properties(dwh, page_size=5000)
     assert (result.pages, result.rows_migrated) == (3, 12_001)
-    assert backlog(dwh).unmigrated_rows == 0
+    assert dwh.tmp_backlog().unmigrated_rows == 0
     changeable = rows(dwh, "changeable")
     assert len(changeable) == 3000
     latest = {row["user_properties"]["ehr_id"]: row for row in source}

@@ -2,7 +2,6 @@
 
 from dagster import MetadataValue, ObserveResult, observable_source_asset
 
-from amplitude_pipeline.load.tmp_table import backlog
 from amplitude_pipeline.storage.dwh import TMP_TABLE, DWHRepository
 
 
@@ -13,12 +12,12 @@ from amplitude_pipeline.storage.dwh import TMP_TABLE, DWHRepository
     description="User properties written by other systems; rows wait here until migrated.",
 )
 def tmp_user_properties(dwh: DWHRepository) -> ObserveResult:
-    dwh.ensure_schema()
-    state = backlog(dwh)
+    state = dwh.tmp_backlog()
     oldest = state.oldest_unmigrated_event_time
     return ObserveResult(
         metadata={
             "unmigrated_rows": MetadataValue.int(state.unmigrated_rows),
             "oldest_unmigrated_event_time": MetadataValue.text(oldest.isoformat() if oldest else "none"),
+            "table_exists": state.table_exists,
         }
     )

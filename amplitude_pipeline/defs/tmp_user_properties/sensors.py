@@ -9,7 +9,6 @@ from dagster import (
 )
 
 from amplitude_pipeline.defs.tmp_user_properties.jobs import migrate_tmp_user_properties
-from amplitude_pipeline.load.tmp_table import backlog
 from amplitude_pipeline.storage.dwh import TMP_TABLE, DWHRepository
 
 MIGRATION_JOB = migrate_tmp_user_properties.name
@@ -36,8 +35,9 @@ def tmp_user_properties_backlog_sensor(
     )
     if running:
         return SkipReason(f"{MIGRATION_JOB} is already running ({running[0].dagster_run.run_id})")
-    dwh.ensure_schema()
-    state = backlog(dwh)
+    state = dwh.tmp_backlog()
+    if not state.table_exists:
+        return SkipReason(f"{TMP_TABLE} does not exist yet")
     if state.unmigrated_rows == 0:
         return SkipReason(f"{TMP_TABLE} has no unmigrated rows")
     return RunRequest(tags={"unmigrated_rows": str(state.unmigrated_rows)})

@@ -18,6 +18,7 @@ from dagster import (
     define_asset_job,
     instance_for_test,
 )
+from sqlalchemy import text
 
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.tmp_user_properties.assets import tmp_user_properties
@@ -26,9 +27,14 @@ from amplitude_pipeline.defs.tmp_user_properties.sensors import (
     MIGRATION_JOB,
     tmp_user_properties_backlog_sensor,
 )
-from amplitude_pipeline.load.tmp_table import backlog
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
-from amplitude_pipeline_tests.defs.support import NO_METRICS, failure_metadata, materializations, values
+from amplitude_pipeline_tests.defs.support import (
+    NO_METRICS,
+    dwh_repository,
+    failure_metadata,
+    materializations,
+    values,
+)
 from amplitude_pipeline_tests.load.test_tmp_table import migrated_flags, seed, tmp_row
 
 pytestmark = pytest.mark.integration
@@ -80,7 +86,7 @@ def test_the_job_migrates_every_page_and_reports_both_tables(dwh, instance):
         assert (metadata["inserted"], metadata["updated"], metadata["unchanged"]) == (rows, 0, 0)
         assert metadata["dagster/row_count"] == rows
         assert instance.get_latest_materialization_event(AssetKey(table)) is not None
-    assert backlog(dwh).unmigrated_rows == 0
+    assert dwh.tmp_backlog().unmigrated_rows == 0
 
     rerun = run_migration(dwh, instance, page_size=2)
     assert rerun.success
@@ -117,6 +123,17 @@ def test_the_sensor_skips_without_unmigrated_rows(dwh, instance):
 
     assert isinstance(result, SkipReason)
     assert "no unmigrated rows" in (result.skip_message or "")
+
+
+def test_the_sensor_only_reads_a_schema_without_the_table(new_dwh_schema, instance):
+    """Issue 11: sensors and observable sources must only read; no DDL on every tick."""
+    schema = new_dwh_schema()
+    with dwh_repository(schema) as untouched:
+        result = sensor_result(untouched, instance)
+        assert isinstance(result, SkipReason)
+        assert "does not exist yet" in (result.skip_message or "")
+        with untouched.engine.connect() as conn:
+            assert conn.execute(text("SELECT to_regnamespace(:schema)"), {"schema": schema}).scalar() is None
 
 
 def test_the_sensor_requests_a_run_when_rows_wait(dwh, instance):
