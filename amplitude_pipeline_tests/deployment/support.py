@@ -26,7 +26,10 @@ import requests
 from dagster._core.errors import DagsterUserCodeUnreachableError
 from dagster._grpc.client import DagsterGrpcClient
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
+from amplitude_pipeline.retries import retrying
 from amplitude_pipeline_tests.conftest import REPO_ROOT
 
 DEPLOY_INSTANCE = REPO_ROOT / "deploy" / "dagster.yaml"
@@ -54,9 +57,16 @@ def fresh_dagster_database() -> Iterator[dict[str, str]]:
     """A new, empty database on the stack's PostgreSQL, as deploy/dagster.yaml's DAGSTER_PG_* variables."""
     server = make_url(dagster_pg_url())
     name = f"dagster_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    # A connection of its own for each statement: the server may have restarted in between (the
+    # fault tests restart it), and the database must be dropped all the same.
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+    def execute(statement: str) -> None:
+        with admin.connect() as conn:
+            conn.execute(text(statement))
+
+    transient = retrying(f"the test database {name}", lambda error: isinstance(error, OperationalError))
+    transient(execute, f'CREATE DATABASE "{name}"')
     try:
         yield {
             "DAGSTER_PG_HOST": server.host or "127.0.0.1",
@@ -66,9 +76,7 @@ def fresh_dagster_database() -> Iterator[dict[str, str]]:
             "DAGSTER_PG_DB": name,
         }
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        transient(execute, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def instance_home(directory: Path) -> Path:
