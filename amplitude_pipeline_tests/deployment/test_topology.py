@@ -70,7 +70,6 @@ class Deployment:
     watched: RawEventStore
     dwh_url: str
     dwh_schema: str
-    simulator: SimulatorServer
 
     def failure_report(self, runs: list[DagsterRun] | None = None) -> str:
         """The processes' log tails and, for each run given, its status and error messages."""
@@ -176,7 +175,6 @@ def deployment(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 watched=RawEventStore(bucket=bucket, prefix=pipeline_env["S3_WATCH_PREFIXES"], s3=s3),
                 dwh_url=os.environ["DWH_URL"],
                 dwh_schema=dwh_schema,
-                simulator=simulator,
             )
         finally:
             topology.stop()
