@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import orjson
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Connection
 
 from amplitude_pipeline.load.totals import LoadStoppedError, WriteTotals
@@ -38,7 +38,7 @@ from amplitude_pipeline.storage.dwh import (
     is_db_error,
     is_record_level_db_error,
 )
-from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
 from amplitude_pipeline.transform.batch import ReducedBatch
 from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
 
@@ -125,6 +125,24 @@ def load_event_file(
             return _load_locked_file(dwh, store, key, start_after=start_after, batch_size=batch_size, log=log)
         except _RefusedBatch as refused:
             raise _commit_up_to_refused_record(dwh, store, refused, log) from None
+        except (ClientError, BotoCoreError) as error:
+            if is_missing_object_error(error):
+                raise
+            raise _unopenable(dwh, key, start_after, error) from error
+
+
+def _unopenable(
+    dwh: DWHRepository, key: str, start_after: int | None, error: BaseException
+) -> EventFileLoadError:
+    """S3 would not open the object (beyond botocore's retries): stop where the load would start."""
+    checkpoint = dwh.get_checkpoint(key)
+    begin_after = resume_point(checkpoint, checkpoint.etag if checkpoint else "", start_after)
+    result = FileLoadResult(
+        file_key=key, etag="", started_after=begin_after, last_successful_line=begin_after
+    )
+    return EventFileLoadError(
+        result, begin_after + 1, f"could not open the object: {describe_error(error)}", retryable=True
+    )
 
 
 def _load_locked_file(

@@ -31,6 +31,13 @@ MAX_LIST_PAGE_SIZE = 1000  # S3 returns at most this many keys per ListObjectsV2
 _TRANSFER = TransferConfig(multipart_threshold=_PART_SIZE, multipart_chunksize=_PART_SIZE, max_concurrency=4)
 
 
+def is_missing_object_error(error: BaseException) -> bool:
+    """Whether S3 answered that the key holds no object (GET says NoSuchKey, HEAD says 404)."""
+    if not isinstance(error, botocore.exceptions.ClientError):
+        return False
+    return error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str
@@ -75,7 +82,7 @@ class RawEventStore(ConfigurableResource):
         try:
             head = client.head_object(Bucket=self.bucket, Key=key)
         except client.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            if is_missing_object_error(error):
                 return None
             raise
         return StoredObject(key=key, etag=head["ETag"].strip('"'), size=head["ContentLength"])

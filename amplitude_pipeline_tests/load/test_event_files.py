@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from botocore.exceptions import ClientError
 from sqlalchemy import select, text
 
 from amplitude_pipeline.load import event_files
@@ -436,3 +437,32 @@ class TestBadRecordsStopAtTheirLine:
         assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {f"E{i}" for i in range(6)}
         assert {row["ehr_id"] for row in rows(dwh, "permanent")} == {f"E{i}" for i in range(6)}
         assert dwh.get_checkpoint(key).last_successful_line == 5
+
+
+def test_an_object_s3_will_not_open_stops_with_the_load_metadata_and_may_be_retried(
+    dwh, raw_event_store, monkeypatch
+):
+    key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(3))
+    load_event_file(dwh, raw_event_store, key, start_after=-1, batch_size=1)
+    real_client = raw_event_store.s3.get_client()
+
+    class Unavailable:
+        def __getattr__(self, name):
+            return getattr(real_client, name)
+
+        def get_object(self, **request):
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "Reduce your request rate"}}, "GetObject"
+            )
+
+    monkeypatch.setattr(type(raw_event_store.s3), "get_client", lambda self: Unavailable())
+    with pytest.raises(EventFileLoadError) as failure:
+        load_event_file(dwh, raw_event_store, key, start_after=0)
+    assert failure.value.metadata == {
+        "file_key": key,
+        "failed_line": 1,
+        "last_successful_line": 0,
+        "error_message": failure.value.error_message,
+    }
+    assert "SlowDown" in failure.value.error_message
+    assert failure.value.retryable

@@ -24,7 +24,7 @@ from amplitude_pipeline.load.event_files import (
 )
 from amplitude_pipeline.metrics import s3_file_labels
 from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
 
 
 class S3EventFile(Config):
@@ -95,7 +95,7 @@ def load_s3_event_files_op(
                     context, error, {"records_loaded_this_run": error.result.records}
                 ) from error
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404"}:
+                if not is_missing_object_error(error):
                     raise
                 context.log.warning(f"{raw_event_store.uri(file.key)} no longer exists; nothing to load")
                 recording.finish(None)
