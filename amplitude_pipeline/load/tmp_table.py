@@ -107,20 +107,20 @@ def _migrate_page(
     records: list[PositionedRecord] = []
     for position, row in enumerate(rows):
         try:
-            records.append((position, transform_single_record(dict(row._mapping), dwh.mappings, memo)))
+            records.append((position, transform_single_record(row, dwh.mappings, memo)))
         except RecordError as error:
-            outcome.failed_uuid, outcome.failure = row.uuid, str(error)
+            outcome.failed_uuid, outcome.failure = row["uuid"], str(error)
             break
         except Exception as error:  # a row must never fail the migration without its uuid
-            outcome.failed_uuid, outcome.failure = row.uuid, f"unexpected {describe_error(error)}"
+            outcome.failed_uuid, outcome.failure = row["uuid"], f"unexpected {describe_error(error)}"
             break
     if not records:
         return outcome
     written = write_records_up_to_refusal(dwh, conn, records)
     if written.refusal is not None:
-        outcome.failed_uuid = rows[records[written.written][0]].uuid
+        outcome.failed_uuid = rows[records[written.written][0]]["uuid"]
         outcome.failure = refusal_message(dwh, written.refusal, "row")
-    migrated = [rows[position].uuid for position, _ in records[: written.written]]
+    migrated = [rows[position]["uuid"] for position, _ in records[: written.written]]
     if migrated:
         dwh.mark_migrated(conn, migrated)
     outcome.counts = written.counts

@@ -28,11 +28,12 @@ from sqlalchemy import (
     Engine,
     Index,
     MetaData,
-    Row,
     Table,
     Text,
     and_,
     bindparam,
+    case,
+    cast,
     create_engine,
     func,
     inspect,
@@ -356,17 +357,41 @@ class DWHRepository(ConfigurableResource):
             ).one()
         return TmpBacklog(count, oldest)
 
-    def lock_unmigrated_page(self, conn: Connection, page_size: int) -> Sequence[Row[Any, Any, Any, Any]]:
-        """The oldest unmigrated rows (``uuid, amplitude_id, user_properties, event_time``), locked
-        for this transaction; rows another migration holds are skipped, never waited for."""
+    def lock_unmigrated_page(self, conn: Connection, page_size: int) -> list[dict[str, Any]]:
+        """The oldest unmigrated rows as records (``uuid``, ``amplitude_id``, ``user_properties``,
+        ``event_time``), locked for this transaction; rows another migration holds are skipped.
+
+        ``timestamptz`` holds instants Python cannot (``infinity``, years BC or past 9999): such
+        an ``event_time`` comes as PostgreSQL's text, for the transform to refuse with the row's
+        uuid, instead of failing the whole page as it is read.
+        """
         tmp = self.tables.tmp
-        return conn.execute(
-            select(tmp.c.uuid, tmp.c.amplitude_id, tmp.c.user_properties, tmp.c.event_time)
+        readable = and_(
+            func.isfinite(tmp.c.event_time),
+            tmp.c.event_time >= literal_column("'0001-01-01 00:00:00+00'::timestamptz"),
+            tmp.c.event_time < literal_column("'10000-01-01 00:00:00+00'::timestamptz"),
+        )
+        rows = conn.execute(
+            select(
+                tmp.c.uuid,
+                tmp.c.amplitude_id,
+                tmp.c.user_properties,
+                case((readable, tmp.c.event_time)).label("event_time"),
+                case((readable, None), else_=cast(tmp.c.event_time, Text)).label("unreadable_event_time"),
+            )
             .where(tmp.c.migrated.is_(False))
             .order_by(tmp.c.event_time, tmp.c.uuid)
             .limit(page_size)
             .with_for_update(skip_locked=True)
         ).all()
+        records = []
+        for row in rows:
+            record = dict(row._mapping)
+            unreadable = record.pop("unreadable_event_time")
+            if unreadable is not None:
+                record["event_time"] = unreadable
+            records.append(record)
+        return records
 
     def mark_migrated(self, conn: Connection, uuids: Sequence[str]) -> None:
         tmp = self.tables.tmp

@@ -25,6 +25,7 @@ _PART_SIZE = 64 * 1024 * 1024
 _READ_CHUNK = 1 << 20
 _READ_AHEAD_BLOCKS = 4
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+_UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LIST_PAGE_SIZE = 1000  # S3 returns at most this many keys per ListObjectsV2 request
 # Multipart from disk: memory is bounded by part size x concurrency, whatever the week's size,
 # and S3 makes the object visible only when the upload completes (whole or not at all).
@@ -266,26 +267,59 @@ def iter_gzip_lines(stream: _Readable, chunk_size: int = _READ_CHUNK) -> Generat
 
 
 def _gzip_line_blocks(stream: _Readable, chunk_size: int) -> Iterator[list[bytes]]:
+    """Blocks of whole lines. A UTF-8 byte order mark before the first line is an encoding marker
+    (Windows tools add it), not data; zero bytes after the last member are padding (tape and
+    block tools add it), as ``gzip -d`` reads them."""
     decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
     in_member = False
+    members = 0
+    in_padding = False
+    first_line = True
+    member_offset = 0  # where the current member starts in the compressed object
+    consumed = 0
     pending = b""
     while chunk := stream.read(chunk_size):
+        consumed += len(chunk)
         while chunk:
+            if in_padding or (members and not in_member and not chunk.strip(b"\0")):
+                if chunk.strip(b"\0"):
+                    raise zlib.error(f"data after the zero padding that ends the object (byte {consumed:,})")
+                in_padding = True
+                break
+            if not in_member:
+                member_offset = consumed - len(chunk)
             in_member = True
-            text = decompressor.decompress(chunk)
+            try:
+                text = decompressor.decompress(chunk)
+            except zlib.error as error:
+                raise zlib.error(_not_gzip_message(error, members, member_offset)) from None
             if text:
                 lines = (pending + text).split(b"\n")
                 pending = lines.pop()
+                if first_line and lines:
+                    lines[0] = lines[0].removeprefix(_UTF8_BOM)
+                    first_line = False
                 yield lines
             if not decompressor.eof:
                 break
             chunk = decompressor.unused_data
             decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
             in_member = False
+            members += 1
     if in_member:
         raise EOFError("compressed object ended before the end of its last gzip member (truncated?)")
     if pending:
-        yield [pending]
+        yield [pending.removeprefix(_UTF8_BOM) if first_line else pending]
+
+
+def _not_gzip_message(error: zlib.error, members: int, member_offset: int) -> str:
+    if "header" not in str(error):
+        return f"{error} (in the gzip member that starts at byte {member_offset:,})"
+    if members == 0:
+        return f"{error}: the object is not gzip-compressed"
+    return (
+        f"{error}: bytes that are not gzip follow the object's last gzip member (from byte {member_offset:,})"
+    )
 
 
 _T = TypeVar("_T")

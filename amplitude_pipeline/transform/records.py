@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final, NamedTuple
 
 from amplitude_pipeline.text import short_repr, shorten
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 IDENTITY_MAX_BYTES: Final = 1000
+_LONGEST_DATE: Final = len("YYYY-MM-DD")
 REASON_LIMIT: Final = 300
 _CANONICAL_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -247,6 +248,10 @@ def _record_uuid(record: Mapping[str, Any]) -> str:
 def _record_event_time(record: Mapping[str, Any]) -> datetime:
     value = record.get("event_time", MISSING)
     if type(value) is str:
+        if len(value) <= _LONGEST_DATE and _is_a_date(value):
+            # A day is not a moment: read as midnight it would make the event the oldest of its
+            # day, which decides which version of a user wins.
+            raise MalformedRecordError("event_time", value, "a date without a time of day")
         try:
             return parse_datetime_utc(value)
         except ConversionFailure as failure:
@@ -261,6 +266,14 @@ def _record_event_time(record: Mapping[str, Any]) -> datetime:
     raise MalformedRecordError(
         "event_time", value, f"expected a 'YYYY-MM-DD HH:MM:SS' string, got {describe_json_kind(value)}"
     )
+
+
+def _is_a_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _record_amplitude_id(record: Mapping[str, Any]) -> int | None:

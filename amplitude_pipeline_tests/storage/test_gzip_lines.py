@@ -4,6 +4,7 @@ import gzip
 import io
 import threading
 import time
+import zlib
 
 import pytest
 
@@ -47,3 +48,34 @@ def test_a_consumer_that_stops_early_stops_the_reader_thread():
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert threading.active_count() == before
+
+
+def test_a_byte_order_mark_before_the_first_line_is_dropped_and_only_there():
+    body = gzip.compress(b'\xef\xbb\xbf{"a": 1}\n\xef\xbb\xbf{"b": 2}\n')
+    assert list(iter_gzip_lines(io.BytesIO(body), 2)) == [b'{"a": 1}', b'\xef\xbb\xbf{"b": 2}']
+
+
+def test_zero_padding_after_the_last_member_is_not_data():
+    body = members(CONTENT[:10]) + b"\0" * 1000
+    assert list(iter_gzip_lines(io.BytesIO(body), 64)) == CONTENT[:10]
+
+
+def test_data_after_the_padding_is_an_error():
+    body = members(CONTENT[:10]) + b"\0" * 100 + b"junk"
+    with pytest.raises(zlib.error, match="after the zero padding"):
+        list(iter_gzip_lines(io.BytesIO(body), 64))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"not": "compressed"}\n', "the object is not gzip-compressed"),
+        (
+            members(CONTENT[:3]) + b"trailing text",
+            "bytes that are not gzip follow the object's last gzip member",
+        ),
+    ],
+)
+def test_bytes_that_are_not_gzip_are_named_as_such(body, message):
+    with pytest.raises(zlib.error, match=message):
+        list(iter_gzip_lines(io.BytesIO(body)))

@@ -157,3 +157,9 @@ def test_an_anchor_bomb_in_the_ignore_list_is_refused_naming_the_entry(tmp_path:
         load_mapping(tmp_path, f"ignore:\n  - {billion_laughs()}\n")
     assert "ignore[0]" in str(raised.value)
     assert len(str(raised.value)) < MESSAGE_BOUND
+
+
+@pytest.mark.parametrize("event_time", ["2024-01-08", "20240108"])
+def test_an_event_time_without_a_time_of_day_is_malformed(mappings: FieldMappings, event_time: str) -> None:
+    with pytest.raises(MalformedRecordError, match="a date without a time of day"):
+        transform_single_record(make_event(city="Kazan") | {"event_time": event_time}, mappings)
