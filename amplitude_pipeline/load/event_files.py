@@ -178,7 +178,7 @@ def _load_locked_file(
                         try:
                             batch.add(transform_single_record(parse(line), mappings, memo), line_index)
                         except orjson.JSONDecodeError as error:
-                            committer.fail(batch, line_index, f"malformed JSON line: {error}")
+                            committer.fail(batch, line_index, malformed_line_message(line, error))
                         except RecordError as error:
                             committer.fail(batch, line_index, str(error))
                         except Exception as error:  # a line must never fail the load without its number
@@ -223,14 +223,29 @@ def _lines_phrase(last_successful_line: int) -> str:
     return f"lines 0–{last_successful_line}"
 
 
+def malformed_line_message(line: bytes, error: orjson.JSONDecodeError) -> str:
+    """What is wrong with a line that is not JSON, at which byte (orjson's own position counts
+    characters of a line it calls "line 1", which reads oddly next to the file's line number)."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as not_utf8:
+        return f"malformed JSON line: not valid UTF-8 at byte {not_utf8.start} ({not_utf8.reason})"
+    return f"malformed JSON line: {error.msg} at character {error.pos}"
+
+
 class _UnreadableObjectError(Exception):
     """The object's bytes stopped making sense (or arriving) before ``line_index``."""
 
     def __init__(self, line_index: int, cause: BaseException) -> None:
-        super().__init__(f"could not read the object: {describe_error(cause)}")
-        self.line_index = line_index
         # A truncated or corrupt gzip stays so; a connection that failed beyond the retries may not.
         self.retryable = not isinstance(cause, EOFError | zlib.error)
+        advice = (
+            ""
+            if self.retryable
+            else "; the object itself is damaged: replace it (new content loads from line 0)"
+        )
+        super().__init__(f"could not read the object: {describe_error(cause)}{advice}")
+        self.line_index = line_index
 
 
 def _numbered_lines(lines: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
