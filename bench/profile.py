@@ -32,21 +32,62 @@ class FunctionCost:
 
 
 def read_collapsed(path: Path) -> Counter[tuple[str, ...]]:
-    """``frame;frame;... count`` lines into stacks (root first) and their sample counts."""
+    """``frame;frame;... count`` lines into stacks (root first) and their sample counts.
+
+    py-spy's process frames (``process PID:"command line"``) may hold ``;`` inside their quotes.
+    """
     stacks: Counter[tuple[str, ...]] = Counter()
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
-            stacks[tuple(stack.split(";"))] += int(count)
+        if not stack or not count.isdigit():
+            continue
+        frames: list[str] = []
+        for piece in stack.split(";"):
+            if frames and frames[-1].count('"') % 2 == 1:
+                frames[-1] += ";" + piece
+            else:
+                frames.append(piece)
+        stacks[tuple(frames)] += int(count)
     return stacks
 
 
 def function_name(frame: str) -> str:
-    """A frame without its line number: ``load_event_file (amplitude_pipeline/load/event_files.py)``."""
+    """A frame without its line number: ``load_event_file (amplitude_pipeline/load/event_files.py)``;
+    a process frame as what the process is."""
+    if frame.startswith("process "):
+        if "multiprocessing.spawn" in frame:
+            return "process: Dagster step (multiprocessing child)"
+        if "resource_tracker" in frame:
+            return "process: multiprocessing resource tracker"
+        if "dagster asset materialize" in frame:
+            return "process: dagster asset materialize (CLI)"
+        return "process: " + frame.split(":", 1)[-1].strip('"')[:60]
     frame = _LINE_NUMBER.sub(")", frame)
     return frame.replace(str(Path(__file__).resolve().parent.parent) + "/", "").replace(
         "/.venv/lib/python3.11/site-packages/", "/"
     )
+
+
+# The load proper: the loader's loop, its batch committer thread, its read-ahead thread.
+LOAD_FRAMES = (
+    ("load_event_file", "amplitude_pipeline/load/event_files.py"),
+    ("_BatchCommitter._run", "amplitude_pipeline/load/event_files.py"),
+    ("_read_ahead.<locals>.produce", "amplitude_pipeline/storage/s3.py"),
+)
+
+
+def _is_load_frame(frame: str) -> bool:
+    function, _, where = function_name(frame).partition(" (")
+    return any(function == name and where.rstrip(")").endswith(path) for name, path in LOAD_FRAMES)
+
+
+def load_only(stacks: Mapping[tuple[str, ...], int]) -> Counter[tuple[str, ...]]:
+    """The stacks of the load proper (see ``LOAD_FRAMES``), without the run's start-up."""
+    kept: Counter[tuple[str, ...]] = Counter()
+    for stack, count in stacks.items():
+        if any(_is_load_frame(frame) for frame in stack):
+            kept[stack] = count
+    return kept
 
 
 def function_costs(stacks: Mapping[tuple[str, ...], int]) -> dict[str, FunctionCost]:
@@ -61,8 +102,21 @@ def function_costs(stacks: Mapping[tuple[str, ...], int]) -> dict[str, FunctionC
     return costs
 
 
-def _is_process_or_thread(name: str) -> bool:
-    return name.startswith(("process ", "thread ")) or name in ("<module>", "all")
+_PLUMBING = (
+    "(dagster/",
+    "(multiprocessing/",
+    "(threading.py)",
+    "(<string>)",
+    "(tenacity/",
+    "(contextlib.py)",
+)
+
+
+def _is_plumbing(name: str) -> bool:
+    """Processes, threads and the frames every stack passes through (Dagster's step machinery)."""
+    return (
+        name.startswith("process") or name in ("<module>", "all") or any(part in name for part in _PLUMBING)
+    )
 
 
 def compare(
@@ -83,7 +137,7 @@ def compare(
 
     rows: list[dict[str, Any]] = []
     for name in set(small_costs) | set(large_costs):
-        if _is_process_or_thread(name):
+        if _is_plumbing(name):
             continue
         a = small_costs.get(name, FunctionCost(name, 0, 0))
         b = large_costs.get(name, FunctionCost(name, 0, 0))

@@ -24,14 +24,18 @@ class Row:
     cpu_seconds: float | None = None
     wall_seconds: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    throughput: bool = True
+    """False for the stages timed as a whole (start-up, rerun): no events/s or MB/s."""
 
     @property
     def events_per_second(self) -> float | None:
-        return self.events / self.seconds if self.seconds > 0 and self.events else None
+        return self.events / self.seconds if self.throughput and self.seconds > 0 and self.events else None
 
     @property
     def mb_per_second(self) -> float | None:
-        return self.input_bytes / MIB / self.seconds if self.seconds > 0 and self.input_bytes else None
+        if not (self.throughput and self.seconds > 0 and self.input_bytes):
+            return None
+        return self.input_bytes / MIB / self.seconds
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -213,6 +213,7 @@ class Bench:
                 last.measured.peak_rss_mib, last.measured.peak_total_rss_mib, last.measured.cpu_seconds,
                 last.measured.wall_seconds,
                 details={"walls": walls, "run_seconds": last.run_seconds, "steps_seconds": last.steps_seconds},
+                throughput=False,
             )
         )  # fmt: skip
 
@@ -266,6 +267,7 @@ class Bench:
                     rerun.measured.peak_rss_mib, rerun.measured.peak_total_rss_mib, rerun.measured.cpu_seconds,
                     rerun.measured.wall_seconds,
                     details={"already_loaded": already, "steps_seconds": rerun.steps_seconds},
+                    throughput=False,
                 )
             )  # fmt: skip
         self.drop_schema(schema)
@@ -398,14 +400,20 @@ class Bench:
             )  # fmt: skip
             self.drop_schema(schema)
             stacks = profile.read_collapsed(collapsed)
+            title = f"light {scale}x: {dataset.events:,} events, {dataset.users:,} users (py-spy, {profile.RATE_HZ} Hz)"
             profile.write_flame_graph(
-                stacks,
-                f"light {scale}x: {dataset.events:,} events, {dataset.users:,} users (py-spy, {profile.RATE_HZ} Hz)",
-                self.out / f"profile-light-{scale}x.svg",
+                stacks, f"{title}, the whole run", self.out / f"profile-light-{scale}x.svg"
             )
-            profiled[scale] = (stacks, dataset.events)
+            profiled[scale] = (profile.load_only(stacks), dataset.events)
+            profile.write_flame_graph(
+                profiled[scale][0], f"{title}, the load proper", self.out / f"profile-light-{scale}x-load.svg"
+            )
+            everything, loading = sum(stacks.values()), sum(profiled[scale][0].values())
+            log(f"profile light {scale}x: {everything} samples, {loading} in the load proper")
         comparison = profile.compare(("1x", *profiled[1]), ("4x", *profiled[4]))
-        text = profile.format_comparison(comparison, "1x", "4x")
+        text = "The load proper (loop, committer and read-ahead threads), light profile:\n" + (
+            profile.format_comparison(comparison, "1x", "4x")
+        )
         (self.out / "profile-light.txt").write_text(text + "\n")
         print(text)
         return comparison
@@ -413,6 +421,7 @@ class Bench:
     # -- the whole run ------------------------------------------------------------------
 
     def run(self, with_profile: bool) -> dict[str, Any]:
+        _wait_for_postgres()
         machine = machine_info()
         log(f"run {self.run_id}: {', '.join(sorted(self.stages))}; results in {self.out.relative_to(REPO)}")
         started = time.perf_counter()

@@ -3,7 +3,7 @@
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from bench.profile import compare, flame_graph_svg, read_collapsed
+from bench.profile import compare, flame_graph_svg, load_only, read_collapsed
 
 
 def test_collapsed_stacks_become_costs_per_event_and_their_growth(tmp_path: Path) -> None:
@@ -36,3 +36,18 @@ def test_flame_graph_is_an_svg_with_a_tooltip_per_frame() -> None:
     titles = [element.text for element in root.iter("{http://www.w3.org/2000/svg}title")]
     assert "load (b.py) (3 samples, 75.00%)" in titles
     assert "main (a.py) (4 samples, 100.00%)" in titles
+
+
+def test_process_frames_keep_their_semicolons_and_the_load_proper_is_told_apart(tmp_path: Path) -> None:
+    collapsed = tmp_path / "run.collapsed"
+    step = 'process 7:"python -c from multiprocessing.spawn import spawn_main; spawn_main(pipe_handle=9)"'
+    collapsed.write_text(
+        f"{step};load_event_file (/x/amplitude_pipeline/load/event_files.py:125);parse (c.py:5) 30\n"
+        f"{step};Thread.run (threading.py:982);_BatchCommitter._run (amplitude_pipeline/load/event_files.py:360) 5\n"
+        f"{step};import_module (importlib/__init__.py:126) 50\n"
+    )
+
+    stacks = read_collapsed(collapsed)
+
+    assert all(stack[0] == step for stack in stacks)
+    assert sum(load_only(stacks).values()) == 35
