@@ -456,8 +456,11 @@ def test_an_object_s3_will_not_open_stops_with_the_load_metadata_and_may_be_retr
             )
 
     monkeypatch.setattr(type(raw_event_store.s3), "get_client", lambda self: Unavailable())
+    unavailable_store = RawEventStore(
+        bucket=raw_event_store.bucket, prefix=raw_event_store.prefix, s3=raw_event_store.s3
+    )
     with pytest.raises(EventFileLoadError) as failure:
-        load_event_file(dwh, raw_event_store, key, start_after=0)
+        load_event_file(dwh, unavailable_store, key, start_after=0)
     assert failure.value.metadata == {
         "file_key": key,
         "failed_line": 1,
