@@ -85,6 +85,7 @@ class Bench:
         self.rows: list[Row] = []
         self.startup_seconds: float | None = None
         self.data: dict[tuple[str, int], Dataset] = {}
+        self.samples: dict[tuple[str, str], Dataset] = {}
         self._schemas = 0
 
     # -- helpers ------------------------------------------------------------------------
@@ -182,6 +183,7 @@ class Bench:
     # -- data ---------------------------------------------------------------------------
 
     def prepare_data(self) -> None:
+        """Every week the stages read (generated once, then cached), and their S3 objects."""
         sizes = self.sizes
         for scale in SCALES:
             self.data["heavy", scale] = datasets.heavy_week(
@@ -189,6 +191,12 @@ class Bench:
             )
             self.data["light", scale] = datasets.light_week(scale, sizes.light_users * scale)
         self.data["one_line", 1] = datasets.one_line_week(self.data["heavy", 1])
+        for profile_name in ("light", "heavy"):
+            week = self.data[profile_name, 1]
+            self.samples["naive", profile_name] = datasets.user_sample(week, sizes.naive_events)
+            self.samples["dlt", profile_name] = datasets.user_sample(week, sizes.dlt_events)
+        for dataset in [*self.data.values(), *self.samples.values()]:
+            self.upload(dataset)
 
     # -- stages -------------------------------------------------------------------------
 
@@ -291,7 +299,7 @@ class Bench:
         )  # fmt: skip
 
     def run_naive(self, profile_name: str) -> None:
-        sample = datasets.user_sample(self.data[profile_name, 1], self.sizes.naive_events)
+        sample = self.samples["naive", profile_name]
         key = f"{self.upload(sample)}/{PARTITION}.jsonl.gz"
         schema = self.schema(f"naive_{profile_name}")
         measured, result = self.stage_process(
@@ -309,7 +317,7 @@ class Bench:
 
     def run_dlt(self, profile_name: str) -> None:
         python = ensure_dlt_venv()
-        sample = datasets.user_sample(self.data[profile_name, 1], self.sizes.dlt_events)
+        sample = self.samples["dlt", profile_name]
         schema = self.schema(f"dlt_{profile_name}")
         measured, result = self.stage_process(
             [str(python), str(REPO / "bench" / "dlt_load.py"), str(sample.file), schema],
@@ -420,12 +428,16 @@ class Bench:
 
     # -- the whole run ------------------------------------------------------------------
 
-    def run(self, with_profile: bool) -> dict[str, Any]:
+    def run(self, with_profile: bool, prepare_only: bool = False) -> dict[str, Any]:
         _wait_for_postgres()
         machine = machine_info()
         log(f"run {self.run_id}: {', '.join(sorted(self.stages))}; results in {self.out.relative_to(REPO)}")
         started = time.perf_counter()
         self.prepare_data()
+        if prepare_only:
+            shutil.rmtree(self.out, ignore_errors=True)
+            log("data ready")
+            return {}
         steps: list[tuple[str, Callable[[], None]]] = []
         if "startup" in self.stages:
             steps.append(("startup", self.run_startup))
@@ -460,7 +472,11 @@ class Bench:
             "seconds": round(time.perf_counter() - started, 1),
             "startup_seconds": self.startup_seconds,
             "datasets": {
-                f"{name}-{scale}x": dataset.__dict__ for (name, scale), dataset in self.data.items()
+                **{f"{name}-{scale}x": dataset.__dict__ for (name, scale), dataset in self.data.items()},
+                **{
+                    f"{stage}-sample-{name}": sample.__dict__
+                    for (stage, name), sample in self.samples.items()
+                },
             },
             "rows": [row.as_json() for row in self.rows],
             "targets": [target.as_json() for target in checked],
@@ -605,6 +621,9 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="also profile the light load at 1x and 4x (py-spy)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the DWH schemas and S3 objects of the run")
+    parser.add_argument(
+        "--prepare", action="store_true", help="only generate (and upload) the data, measure nothing"
+    )
     args = parser.parse_args(argv)
     stages = (
         set(STAGES)
@@ -620,5 +639,5 @@ def main(argv: list[str] | None = None) -> int:
                 f"{variable} is not set: run through bench/run.sh (it loads the local stack's environment)"
             )
     run_id = time.strftime("%Y%m%dT%H%M%S") + ("-quick" if args.quick else "")
-    Bench(QUICK if args.quick else FULL, stages, run_id, args.keep).run(args.profile)
+    Bench(QUICK if args.quick else FULL, stages, run_id, args.keep).run(args.profile, args.prepare)
     return 0
