@@ -57,6 +57,8 @@ def test_the_queue_lets_a_bounded_number_of_dwh_loads_run_at_once(production_ins
     [(key, value, limit)] = [entry for entry in limits if entry[0] == DWH_LOAD_TAG_KEY]
     assert {key: value} == DWH_LOAD_TAGS
     assert 1 <= limit < queue.max_concurrent_runs
+    pools = production_instance.get_concurrency_config().pool_config
+    assert (pools.pool_granularity.value, pools.default_pool_limit) == ("run", limit)
 
 
 def test_run_monitoring_frees_the_slots_of_runs_that_never_start_or_end(production_instance):

@@ -8,6 +8,7 @@ from pydantic import Field
 from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import write_counts_metadata
 from amplitude_pipeline.defs.metrics import MetricsPusher
+from amplitude_pipeline.defs.tags import DWH_LOAD_POOL, DWH_LOAD_TAGS
 from amplitude_pipeline.load import tmp_table
 from amplitude_pipeline.load.tmp_table import DEFAULT_PAGE_SIZE, MigrationResult, TmpRowMigrationError
 from amplitude_pipeline.metrics import tmp_table_labels
@@ -18,7 +19,7 @@ class MigrationConfig(Config):
     page_size: int = Field(default=DEFAULT_PAGE_SIZE, gt=0, description="Rows per page and per transaction.")
 
 
-@op(out={})
+@op(out={}, pool=DWH_LOAD_POOL)
 def migrate_tmp_user_properties_pages(
     context: OpExecutionContext, config: MigrationConfig, dwh: DWHRepository, metrics_pusher: MetricsPusher
 ) -> Iterator[AssetMaterialization]:
@@ -60,6 +61,9 @@ def table_materializations(
         )
 
 
-@job(description=f"Migrate unmigrated {TMP_TABLE} rows into the two tables, page by page.")
+@job(
+    description=f"Migrate unmigrated {TMP_TABLE} rows into the two tables, page by page.",
+    tags=DWH_LOAD_TAGS,
+)
 def migrate_tmp_user_properties() -> None:
     migrate_tmp_user_properties_pages()

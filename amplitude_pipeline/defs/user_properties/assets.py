@@ -20,6 +20,7 @@ from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import write_counts_metadata
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.partitions import weekly_partitions
+from amplitude_pipeline.defs.tags import DWH_LOAD_POOL
 from amplitude_pipeline.defs.user_properties.automation import tables_after_export
 from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
@@ -69,6 +70,7 @@ class UserPropertiesLoadConfig(Config):
     ],
     partitions_def=weekly_partitions,
     can_subset=False,
+    pool=DWH_LOAD_POOL,
 )
 def user_properties_tables(
     context: AssetExecutionContext,

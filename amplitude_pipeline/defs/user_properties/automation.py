@@ -13,11 +13,8 @@ from dagster import (
     DefaultSensorStatus,
 )
 
+from amplitude_pipeline.defs.tags import DWH_LOAD_TAGS
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE
-
-# Runs the sensor launches carry this tag, so an instance can cap concurrent DWH loads with
-# run_coordinator tag_concurrency_limits: [{key: dwh_load, value: "true", limit: N}].
-DWH_LOAD_TAG = "dwh_load"
 
 tables_after_export = (
     # Every week whose amplitude_events materialized since that week's tables were last requested
@@ -39,12 +36,13 @@ tables_after_export_sensor = AutomationConditionSensorDefinition(
     target=AssetSelection.assets(PERMANENT_TABLE, CHANGEABLE_TABLE),
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
-    run_tags={DWH_LOAD_TAG: "true"},
+    run_tags=DWH_LOAD_TAGS,
     # One run per week, in the run queue like any other: no backfill objects to follow.
     emit_backfills=False,
     description=(
         "Loads a week's permanent_user_properties and changeble_user_properties after that week's "
         "amplitude_events materializes and its user_properties_keys_known check passes (schedule, "
-        "backfill or by hand). Runs are tagged dwh_load=true. Stop it here to load tables only by hand."
+        "backfill or by hand). Its runs carry the DWH-load tag the production queue limits. Stop it here "
+        "to load tables only by hand."
     ),
 )

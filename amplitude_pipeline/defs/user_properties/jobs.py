@@ -14,6 +14,7 @@ from pydantic import Field
 
 from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metrics import MetricsPusher
+from amplitude_pipeline.defs.tags import DWH_LOAD_POOL, DWH_LOAD_TAGS
 from amplitude_pipeline.defs.user_properties.assets import file_load_metadata
 from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
@@ -54,7 +55,7 @@ class LoadS3EventFilesConfig(Config):
     )
 
 
-@op(name="load_s3_event_files", out={})
+@op(name="load_s3_event_files", out={}, pool=DWH_LOAD_POOL)
 def load_s3_event_files_op(
     context: OpExecutionContext,
     config: LoadS3EventFilesConfig,
@@ -135,6 +136,7 @@ def load_s3_event_files_graph() -> None:
 # graph takes the job's name unless it is built from a graph of its own: hence graph, then to_job.
 load_s3_event_files = load_s3_event_files_graph.to_job(
     name="load_s3_event_files",
+    tags=DWH_LOAD_TAGS,
     description="Load a list of Amplitude-format S3 files (gzip JSON lines) into both tables, one after "
     "another; started by s3_new_objects_sensor.",
 )
