@@ -29,11 +29,8 @@ from amplitude_pipeline.definitions import defs as code_location
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.amplitude.checks import user_properties_keys_known
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
-from amplitude_pipeline.defs.user_properties.automation import (
-    DWH_LOAD_TAG,
-    tables_after_export,
-    tables_after_export_sensor,
-)
+from amplitude_pipeline.defs.tags import DWH_LOAD_TAGS
+from amplitude_pipeline.defs.user_properties.automation import tables_after_export, tables_after_export_sensor
 from amplitude_pipeline.defs.user_properties.checks import user_properties_tables_checks
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
@@ -57,7 +54,7 @@ def test_the_code_location_runs_the_automation_by_default_over_both_tables():
     sensor = code_location.resolve_sensor_def(tables_after_export_sensor.name)
     assert isinstance(sensor, AutomationConditionSensorDefinition)
     assert sensor.default_status == DefaultSensorStatus.RUNNING
-    assert sensor.run_tags == {DWH_LOAD_TAG: "true"}
+    assert sensor.run_tags == DWH_LOAD_TAGS
     graph = code_location.resolve_asset_graph()
     assert sensor.asset_selection.resolve(graph) == set(TABLE_KEYS)
     for key in TABLE_KEYS:
