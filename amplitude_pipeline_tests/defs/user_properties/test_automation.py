@@ -28,8 +28,8 @@ from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 from amplitude_pipeline.definitions import defs as code_location
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.amplitude.checks import user_properties_keys_known
-from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
 from amplitude_pipeline.defs.tags import DWH_LOAD_TAGS
+from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
 from amplitude_pipeline.defs.user_properties.automation import tables_after_export, tables_after_export_sensor
 from amplitude_pipeline.defs.user_properties.checks import user_properties_tables_checks
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
