@@ -37,6 +37,7 @@ DLT_VENV = REPO / "bench" / ".venv-dlt"
 DLT_REQUIREMENTS = REPO / "bench" / "requirements-dlt.txt"
 PARTITION = WEEK.isoformat()
 STAGES = ("startup", "load", "rerun", "ceiling", "naive", "dlt", "export", "raw_copy")
+PROFILE = "profile"  # not in the default set: --profile, or --only profile
 
 
 @dataclass(frozen=True)
@@ -395,12 +396,13 @@ class Bench:
         if not py_spy.exists():
             raise RuntimeError("py-spy is missing: scripts/bootstrap.sh installs it (dev dependency)")
         profiled = {}
+        runs: dict[str, dict[str, Any]] = {}
         for scale in SCALES:
             dataset = self.data["light", scale]
             prefix = self.upload(dataset)
             schema = self.schema(f"profile_light_{scale}x")
             collapsed = self.out / f"profile-light-{scale}x.collapsed"
-            self.cli(
+            run = self.cli(
                 TABLE_ASSETS, f"profile-light-{scale}x",
                 wrap=[str(py_spy), "record", "--subprocesses", "--rate", str(profile.RATE_HZ),
                       "--format", "raw", "--output", str(collapsed), "--"],
@@ -417,8 +419,20 @@ class Bench:
                 profiled[scale][0], f"{title}, the load proper", self.out / f"profile-light-{scale}x-load.svg"
             )
             everything, loading = sum(stacks.values()), sum(profiled[scale][0].values())
-            log(f"profile light {scale}x: {everything} samples, {loading} in the load proper")
-        comparison = profile.compare(("1x", *profiled[1]), ("4x", *profiled[4]))
+            phase = run.metadata("changeble_user_properties", "duration_seconds")
+            runs[f"{scale}x"] = {
+                "events": dataset.events,
+                "users": dataset.users,
+                "samples": everything,
+                "load_samples": loading,
+                "cli_wall_seconds": run.measured.wall_seconds,
+                "load_phase_seconds": phase,
+            }
+            log(
+                f"profile light {scale}x: {everything} samples, {loading} in the load proper; load phase "
+                f"{phase} s under py-spy"
+            )
+        comparison = {"runs": runs, **profile.compare(("1x", *profiled[1]), ("4x", *profiled[4]))}
         text = "The load proper (loop, committer and read-ahead threads), light profile:\n" + (
             profile.format_comparison(comparison, "1x", "4x")
         )
@@ -615,7 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, for developing the bench")
     parser.add_argument(
-        "--only", help=f"comma-separated stages among {','.join(STAGES)} (default: all; rerun needs load)"
+        "--only",
+        help=f"comma-separated stages among {','.join([*STAGES, PROFILE])} (default: all but profile; "
+        "rerun needs load)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="also profile the light load at 1x and 4x (py-spy)"
@@ -630,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only is None
         else {stage.strip() for stage in args.only.split(",") if stage.strip()}
     )
-    unknown = stages - set(STAGES)
+    unknown = stages - {*STAGES, PROFILE}
     if unknown:
         parser.error(f"unknown stages: {', '.join(sorted(unknown))}")
     for variable in ("S3_BUCKET", "DWH_URL", "AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY"):
@@ -639,5 +655,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{variable} is not set: run through bench/run.sh (it loads the local stack's environment)"
             )
     run_id = time.strftime("%Y%m%dT%H%M%S") + ("-quick" if args.quick else "")
-    Bench(QUICK if args.quick else FULL, stages, run_id, args.keep).run(args.profile, args.prepare)
+    Bench(QUICK if args.quick else FULL, stages, run_id, args.keep).run(
+        args.profile or PROFILE in stages, args.prepare
+    )
     return 0
