@@ -160,7 +160,7 @@ def _cell(value: float | None, digits: int = 0) -> str:
 def format_table(rows: Sequence[Row]) -> str:
     header = (
         "stage", "profile", "size", "events", "seconds", "events/s", "MB/s", "peak RSS MiB", "total RSS MiB",
-        "CPU s",
+        "CPU s", "wall s",
     )  # fmt: skip
     lines = [
         (
@@ -174,6 +174,7 @@ def format_table(rows: Sequence[Row]) -> str:
             _cell(row.peak_rss_mib),
             _cell(row.peak_total_rss_mib),
             _cell(row.cpu_seconds, 1),
+            _cell(row.wall_seconds, 1),
         )
         for row in rows
     ]
