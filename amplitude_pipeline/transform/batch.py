@@ -126,14 +126,8 @@ class ReducedBatch:
                 continue
             first = records[0]
             values = list(first.permanent)
-            merged = first.permanent
-            for record in records:
-                if None not in values:
-                    break
-                if record.permanent is merged:  # a user's repeated snapshot is the same tuple
-                    continue
-                merged = record.permanent
-                values = [old if old is not None else new for old, new in zip(values, merged, strict=True)]
+            if len(records) > 1 and None in values:
+                _fill_nulls_in_time_order(values, records)
             rows.append(PermanentRow(user, first.uuid, first.event_time, values))
         return rows
 
@@ -167,3 +161,24 @@ class ReducedBatch:
                     )
                 )
         return rows
+
+
+def _fill_nulls_in_time_order(values: list[Any], records: list[TransformedRecord]) -> None:
+    """Give each NULL of ``values`` the first non-NULL value of its column in ``records``."""
+    missing = [index for index, value in enumerate(values) if value is None]
+    merged = records[0].permanent
+    for record in records:
+        snapshot = record.permanent
+        if snapshot is merged:  # a user's repeated snapshot is the same tuple (UserPropertiesMemo)
+            continue
+        merged = snapshot
+        still_missing = []
+        for index in missing:
+            value = snapshot[index]
+            if value is None:
+                still_missing.append(index)
+            else:
+                values[index] = value
+        if not still_missing:
+            return
+        missing = still_missing

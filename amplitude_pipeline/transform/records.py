@@ -289,13 +289,13 @@ def _record_amplitude_id(record: Mapping[str, Any]) -> int | None:
 
 def _record_user_properties(record: Mapping[str, Any]) -> Mapping[str, Any]:
     value = record.get("user_properties", MISSING)
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # the exact check first: ABCs are slow
         return value
     raise _user_properties_error(value)
 
 
 def _require_mapping(record: Any) -> Mapping[str, Any]:
-    if isinstance(record, Mapping):
+    if type(record) is dict or isinstance(record, Mapping):
         return record
     raise MalformedRecordError(None, record, f"expected a JSON object, got {describe_json_kind(record)}")
 
@@ -367,15 +367,19 @@ class UserPropertiesMemo:
         user = user_properties.get(mappings.identity_key)
         if user is None:
             user = amplitude_id
-        value_types = tuple(map(type, user_properties.values()))
         try:
             cached = self._last.get(user)
         except TypeError:  # an unhashable identity value: the conversion reports it
             return transform_user_properties(user_properties, mappings)
-        if cached is not None and cached[1] == value_types and cached[0] == user_properties:
+        # Types are compared only once the values are equal: a first sighting costs one lookup.
+        if (
+            cached is not None
+            and cached[0] == user_properties
+            and cached[1] == tuple(map(type, user_properties.values()))
+        ):
             return cached[2]
         converted = transform_user_properties(user_properties, mappings)
         if cached is None and len(self._last) >= self._max_users:
             self._last.clear()
-        self._last[user] = (user_properties, value_types, converted)
+        self._last[user] = (user_properties, tuple(map(type, user_properties.values())), converted)
         return converted
