@@ -106,3 +106,33 @@ def test_audit_summary_limits_rows(mappings: FieldMappings) -> None:
     assert len(report.unknown_keys) == 30
     assert summary.count("| key_") == 5
     assert "and 25 more" in summary
+
+
+def test_audit_summary_layout_escapes_cells_and_counts_the_rows_left_out(mappings: FieldMappings) -> None:
+    odd_key = "mo|od\\x\ny"
+    lines = [event_line(**{odd_key: 1, "device": "x"}), event_line(age="n/a"), b"[1]"]
+    summary = audit_user_properties(lines, mappings).summary(max_rows=1)
+    assert summary == (
+        "**Audit failed**: 3 lines scanned; 2 unknown keys, 1 keys with conversion failures, "
+        "1 malformed lines.\n"
+        "\n"
+        "Unknown keys (add to `ignore` or map them in field_mappings.yaml):\n"
+        "\n"
+        "| key | records | first line | example |\n"
+        "|---|---|---|---|\n"
+        "| mo\\|od\\\\x y | 1 | 0 | 1 |\n"
+        "\n"
+        "…and 1 more.\n"
+        "\n"
+        "Conversion failures:\n"
+        "\n"
+        "| key | column | type | records | first line | example | reason |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| age | changeable.age | int | 1 | 1 | 'n/a' | does not match regex '^\\\\\\\\s*(\\\\\\\\d+)' |\n"
+        "\n"
+        "Malformed lines:\n"
+        "\n"
+        "| problem | lines | first line | message |\n"
+        "|---|---|---|---|\n"
+        "| record | 1 | 2 | record = [1]: expected a JSON object, got a JSON array |"
+    )

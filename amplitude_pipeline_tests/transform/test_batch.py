@@ -68,6 +68,11 @@ class TestPermanent:
         batch = batch_of(rec("first", 5, gender="x"), rec("second", 5, gender="y"))
         assert permanent(batch) == {"E1": ("first", at(5), ("x",))}
 
+    def test_a_later_record_fills_only_the_columns_still_null(self):
+        first = TransformedRecord("first", at(1), 1, "E1", ("m", None), ("A",))
+        later = TransformedRecord("later", at(2), 1, "E1", ("f", "1990-05-17"), ("A",))
+        assert permanent(batch_of(later, first)) == {"E1": ("first", at(1), ("m", "1990-05-17"))}
+
     def test_records_without_an_ehr_id_never_reach_it(self):
         batch = batch_of(rec("anon", 1, ehr=None, amp=7, gender="x"))
         assert permanent(batch) == {}
@@ -100,9 +105,10 @@ class TestChangeableWithinABatch:
             rec("x", 1, ehr=None, amp=11, city="A"),
             rec("y", 2, ehr=None, amp=11, city="B"),
             rec("z", 1, ehr=None, amp=None),
+            rec("w", 2, ehr=None, amp=None),
         )
         assert changeable(batch) == {11: ("y", at(2), ("B",), False)}
-        assert (batch.records, batch.skipped_without_identity) == (3, 1)
+        assert (batch.records, batch.skipped_without_identity) == (4, 2)
 
     def test_a_patients_row_keeps_the_amplitude_id_of_the_record_that_set_it(self):
         batch = batch_of(rec("a", 1, amp=1, city="A"), rec("b", 2, amp=2, city="B"))
@@ -132,6 +138,18 @@ class TestChangeableAgainstTheStoredRow:
         stored = {"E1": StoredVersion(("A",), at(1))}
         batch = batch_of(rec("B2", 2, city="B"), rec("A3", 3, city="A"))
         assert changeable(batch, stored) == {"E1": ("A3", at(3), ("A",), True)}
+
+
+def test_user_keys_are_the_ehr_ids_and_the_amplitude_ids_of_anonymous_users():
+    batch = batch_of(
+        rec("a", 1, ehr="E1", amp=7),
+        rec("b", 1, ehr=None, amp=7),
+        rec("c", 2, ehr="E2", amp=8),
+        rec("d", 3, ehr=None, amp=9),
+        rec("e", 4, ehr=None, amp=7),
+    )
+    assert batch.user_keys() == (["E1", "E2"], [7, 9])
+    assert batch.users == 4
 
 
 # -- the property: any batch, any stored rows, equals the one-by-one application ---------
@@ -183,18 +201,18 @@ def apply_one_by_one(
 values = st.sampled_from([None, "a", "b"])
 records_strategy = st.lists(
     st.builds(
-        lambda n, minute, user, gender, city: TransformedRecord(
+        lambda n, minute, user, permanent_values, city: TransformedRecord(
             f"r{n}",
             at(minute),
             user % 3 if user < 6 else None,
             f"E{user}" if user < 3 else None,
-            (gender,),
+            permanent_values,
             (city,),
         ),
         st.integers(0, 10**6),
         st.integers(0, 8),
         st.integers(0, 6),
-        values,
+        st.tuples(values, values),
         values,
     ),
     max_size=25,

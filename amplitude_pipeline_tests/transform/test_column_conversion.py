@@ -40,6 +40,24 @@ def test_int_rejects_booleans_fractions_and_non_digit_text(value: Any) -> None:
         column("int").convert(value)
 
 
+@pytest.mark.parametrize(
+    "value", [2**63 - 1, -(2**63), str(2**63 - 1), str(-(2**63))], ids=["max", "min", "max-text", "min-text"]
+)
+def test_int_accepts_the_whole_64_bit_range(value: Any) -> None:
+    assert column("int").convert(value) == int(value)
+
+
+@pytest.mark.parametrize("value", [-(2**63) - 1, str(2**63), str(-(2**63) - 1)])
+def test_int_rejects_one_beyond_the_64_bit_range(value: Any) -> None:
+    with pytest.raises(ConversionFailure, match="64-bit range"):
+        column("int").convert(value)
+
+
+def test_a_float_of_2_to_the_64_has_lost_its_digits_and_is_an_error_for_str() -> None:
+    with pytest.raises(ConversionFailure, match="beyond 64 bits"):
+        column("str").convert(2.0**64)
+
+
 @pytest.mark.parametrize(("value", "expected"), [(1, 1.0), (72.5, 72.5), ("72.5", 72.5), (" -1e3 ", -1000.0)])
 def test_float_accepts_numbers_and_numeric_strings(value: Any, expected: float) -> None:
     converted = column("float").convert(value)
@@ -135,6 +153,18 @@ def test_empty_string_is_null_for_every_type_but_str(column_type: str) -> None:
 
 def test_empty_string_stays_empty_for_str() -> None:
     assert column("str").convert("") == ""
+
+
+@pytest.mark.parametrize(
+    "options", [{"regex": r"^\s*(\d+)"}, {"value_map": {"none": 0}}], ids=["regex", "value_map"]
+)
+def test_null_and_empty_string_are_null_before_regex_and_value_map(options: dict[str, Any]) -> None:
+    age = column("int", **options)
+    assert (age.convert(None), age.convert("")) == (None, None)
+
+
+def test_empty_string_stays_empty_for_str_with_a_value_map() -> None:
+    assert column("str", value_map={"м": "male"}).convert("") == ""
 
 
 @pytest.mark.parametrize("column_type", ["str", "int", "float", "bool", "date", "datetime"])

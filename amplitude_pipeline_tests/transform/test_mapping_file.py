@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,41 @@ def test_columns_keep_the_order_of_the_file(tmp_path: Path) -> None:
             id="identity-missing",
         ),
         pytest.param(
+            "identity: ehr_id\n",
+            "field_mappings.yaml: identity: expected a mapping like {ehr_id: ehr_id}, got 'ehr_id'",
+            id="identity-not-a-mapping",
+        ),
+        pytest.param(
+            "identity: {ehr_id: 5}\n",
+            "field_mappings.yaml: identity.ehr_id: expected a user_properties key, got 5",
+            id="identity-key-not-a-string",
+        ),
+        pytest.param(
+            "identity: {ehr_id: ehr_id}\nignore: initial_gclid\n",
+            "field_mappings.yaml: ignore: expected a list of user_properties keys, got 'initial_gclid'",
+            id="ignore-not-a-list",
+        ),
+        pytest.param(
+            "identity: {ehr_id: ehr_id}\nignore: [gclid, 5]\n",
+            "field_mappings.yaml: ignore[1]: expected a user_properties key, got 5",
+            id="ignored-key-not-a-string",
+        ),
+        pytest.param(
+            "identity: {ehr_id: ehr_id}\npermanent:\n  123: {type: int}\n",
+            "field_mappings.yaml: permanent.123: column name must be a plain lower-case SQL identifier (a string)",
+            id="name-not-a-string",
+        ),
+        pytest.param(
+            "identity: {ehr_id: ehr_id}\npermanent:\n  gender: {regex: 5}\n",
+            "field_mappings.yaml: permanent.gender.regex: Input should be a valid string",
+            id="option-of-the-wrong-type",
+        ),
+        pytest.param(
+            "identity: {ehr_id: ehr_id}\nchangeable:\n  a: &int {type: int}\n  b: {<<: *int, type: str, type: int}\n",
+            "found duplicate key 'type'",
+            id="duplicate-yaml-key-after-a-merge-key",
+        ),
+        pytest.param(
             "identity: {user: ehr_id}\n",
             "field_mappings.yaml: identity.user: unknown option (expected ehr_id)",
             id="identity-without-ehr-id",
@@ -208,7 +244,7 @@ def test_parse_names_the_given_source_in_errors() -> None:
 
 
 def test_empty_file_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(MappingFileError, match="the file is empty"):
+    with pytest.raises(MappingFileError, match="top level: the file is empty"):
         load_text(tmp_path, "")
 
 
@@ -223,3 +259,32 @@ def test_value_map_numeric_keys_match_as_their_text(tmp_path: Path) -> None:
     )
     assert mappings.changeable[0].convert(2) == "pro"
     assert mappings.changeable[0].convert("1") == "basic"
+
+
+def test_yaml_merge_keys_share_options_between_columns(tmp_path: Path) -> None:
+    mappings = load_text(
+        tmp_path,
+        r"""
+        identity: {ehr_id: ehr_id}
+        changeable:
+          age: &leading_number {type: int, regex: '^\s*(\d+)'}
+          height_cm: {<<: *leading_number, source: height}
+        """,
+    )
+    (_, height) = mappings.changeable
+    assert (height.source, height.type, height.convert("180 cm")) == ("height", "int", 180)
+
+
+def test_value_map_targets_yaml_reads_as_dates_and_datetimes_are_cast(tmp_path: Path) -> None:
+    mappings = load_text(
+        tmp_path,
+        """
+        identity: {ehr_id: ehr_id}
+        permanent:
+          birth_date: {type: date, value_map: {unknown: 1900-01-01}}
+          registered_at: {type: datetime, value_map: {legacy: 2020-01-01 00:00:00}}
+        """,
+    )
+    birth_date, registered_at = mappings.permanent
+    assert birth_date.convert("unknown") == date(1900, 1, 1)
+    assert registered_at.convert("legacy") == datetime(2020, 1, 1, tzinfo=UTC)

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from amplitude_pipeline.transform import records
 from amplitude_pipeline.transform.mapping import FieldMappings, load_field_mappings
 from amplitude_pipeline.transform.records import (
     MISSING,
     MalformedRecordError,
+    RecordError,
     TransformedRecord,
     UnknownKeyError,
     UserPropertiesMemo,
@@ -93,6 +95,32 @@ def test_record_errors_survive_pickling(mappings: FieldMappings) -> None:
     assert str(restored) == str(raised.value)
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        UnknownKeyError("mood", "calm"),
+        MalformedRecordError("uuid", MISSING, "missing"),
+        MalformedRecordError(None, [1, 2], "expected a JSON object, got a JSON array"),
+    ],
+    ids=["unknown-key", "missing-field", "not-an-object"],
+)
+def test_every_record_error_survives_pickling(error: RecordError) -> None:
+    restored = pickle.loads(pickle.dumps(error))
+    assert (type(restored), restored.key, restored.reason, str(restored)) == (
+        type(error),
+        error.key,
+        error.reason,
+        str(error),
+    )
+    assert restored.value == error.value
+
+
+def test_conversion_error_of_a_permanent_column_names_its_section(mappings: FieldMappings) -> None:
+    with pytest.raises(ValueConversionError) as raised:
+        transform_user_properties({"birth_date": "someday"}, mappings)
+    assert (raised.value.column, raised.value.column_type) == ("permanent.birth_date", "date")
+
+
 def test_cyrillic_values_map_and_pass_through_default_mapping() -> None:
     default = load_field_mappings(DEFAULT_MAPPING_FILE)
     _, permanent, changeable = transform_user_properties(
@@ -124,7 +152,14 @@ def test_identity_rule(
 def test_identity_of_other_types_is_a_conversion_error(mappings: FieldMappings, value: Any) -> None:
     with pytest.raises(ValueConversionError) as raised:
         transform_user_properties({"ehr_id": value}, mappings)
-    assert (raised.value.key, raised.value.column) == ("ehr_id", "identity")
+    error = raised.value
+    assert (error.key, error.value, error.column, error.column_type) == ("ehr_id", value, "identity", "str")
+
+
+def test_identity_with_a_nul_character_is_a_conversion_error(mappings: FieldMappings) -> None:
+    with pytest.raises(ValueConversionError, match="NUL character") as raised:
+        transform_user_properties({"ehr_id": "E\x001"}, mappings)
+    assert raised.value.column == "identity"
 
 
 def test_amplitude_event_is_transformed(mappings: FieldMappings) -> None:
@@ -169,10 +204,13 @@ def test_non_canonical_uuid_text_is_normalised(mappings: FieldMappings) -> None:
     [
         ("uuid", MISSING, "missing"),
         ("uuid", "not-a-uuid", "not a UUID"),
+        ("uuid", 5, "expected a UUID string, got a number"),
         ("event_time", MISSING, "missing"),
         ("event_time", "08/01/2024", "not a datetime"),
-        ("event_time", 1704700000, "expected a 'YYYY-MM-DD HH:MM:SS' string"),
-        ("amplitude_id", "987", "expected an integer"),
+        ("event_time", "2024-01-08", "a date without a time of day"),
+        ("event_time", 1704700000, "expected a 'YYYY-MM-DD HH:MM:SS' string, got a number"),
+        ("event_time", datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), "out of the supported"),
+        ("amplitude_id", "987", "expected an integer, got a string"),
         ("amplitude_id", True, "expected an integer"),
         ("amplitude_id", 2**63, "out of the 64-bit range"),
         ("amplitude_id", -(2**63) - 1, "out of the 64-bit range"),
@@ -192,6 +230,7 @@ def test_malformed_record_fields_are_errors(
     with pytest.raises(MalformedRecordError) as raised:
         transform_single_record(event, mappings)
     assert raised.value.key == field
+    assert raised.value.value == value
     assert reason in str(raised.value)
     assert str(raised.value).startswith(f"record['{field}']")
 
@@ -201,6 +240,12 @@ def test_record_that_is_not_an_object_is_malformed(mappings: FieldMappings) -> N
         MalformedRecordError, match=r"^record = \[1, 2\]: expected a JSON object, got a JSON array"
     ):
         transform_single_record([1, 2], mappings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("amplitude_id", [2**63 - 1, -(2**63)], ids=["max", "min"])
+def test_amplitude_id_takes_the_whole_bigint_range(mappings: FieldMappings, amplitude_id: int) -> None:
+    event = make_event() | {"amplitude_id": amplitude_id}
+    assert transform_single_record(event, mappings).amplitude_id == amplitude_id
 
 
 def test_missing_amplitude_id_is_null(mappings: FieldMappings) -> None:
@@ -256,3 +301,37 @@ def test_a_full_memo_starts_afresh_and_stays_correct(mappings: FieldMappings) ->
     assert cities == {f"E{user}": f"c{user}" for user in range(5)}
     assert again.changeable[1] == "c0"
     assert len(memo) <= 2
+
+
+def test_the_memo_converts_a_users_changed_snapshot(mappings: FieldMappings) -> None:
+    memo = UserPropertiesMemo()
+    transform_single_record(make_event(ehr_id="E1", city="Kazan"), mappings, memo)
+    moved = transform_single_record(make_event(ehr_id="E1", city="Ufa"), mappings, memo)
+    assert moved.changeable[1] == "Ufa"
+
+
+def test_an_unhashable_ehr_id_is_a_conversion_error_with_the_memo_too(mappings: FieldMappings) -> None:
+    with pytest.raises(ValueConversionError) as raised:
+        transform_single_record(make_event(ehr_id=["E1"]), mappings, UserPropertiesMemo())
+    assert raised.value.column == "identity"
+
+
+def test_the_memo_converts_each_users_repeated_snapshot_once(
+    mappings: FieldMappings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Patients by ehr_id (sharing an amplitude_id) and anonymous users by amplitude_id, interleaved."""
+    converted: list[dict[str, Any]] = []
+    convert = records.transform_user_properties
+
+    def counting(user_properties: dict[str, Any], mappings: FieldMappings) -> Any:
+        converted.append(user_properties)
+        return convert(user_properties, mappings)
+
+    monkeypatch.setattr(records, "transform_user_properties", counting)
+    memo = UserPropertiesMemo()
+    users = [({"ehr_id": "E1"}, 1), ({"ehr_id": "E2"}, 1), ({}, 11), ({}, 12)]
+    for _ in range(3):
+        for identity, amplitude_id in users:
+            event = make_event(city="Kazan", **identity) | {"amplitude_id": amplitude_id}
+            transform_single_record(event, mappings, memo)
+    assert len(converted) == len(users)
