@@ -83,15 +83,17 @@ def session_processes(session: int) -> list[int]:
 
 
 def service_cpu_seconds() -> dict[str, float]:
-    """CPU seconds used so far by every process named like the stack's services."""
+    """CPU seconds used so far by every process named like the stack's services (and their exited children)."""
     totals = dict.fromkeys(SERVICE_PROCESSES.values(), 0.0)
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or (fields := _stat_fields(entry)) is None:
             continue
         name = SERVICE_PROCESSES.get(fields[0])
         if name is not None:
-            # utime, stime: fields 14 and 15 of /proc/pid/stat; field n is fields[n - 2] here
-            totals[name] += (int(fields[12]) + int(fields[13])) / _CLOCK_TICKS
+            # utime, stime, cutime, cstime: fields 14-17 of /proc/pid/stat (fields[n - 2] here). The
+            # children's times keep the sum from dropping when a PostgreSQL backend exits: its
+            # time moves into the postmaster's cutime/cstime.
+            totals[name] += sum(int(value) for value in fields[12:16]) / _CLOCK_TICKS
     return totals
 
 
