@@ -19,12 +19,13 @@ from amplitude_pipeline.defs.user_properties.checks import user_properties_table
 from amplitude_pipeline.defs.user_properties.jobs import load_s3_event_files
 from amplitude_pipeline.defs.user_properties.sensors import s3_new_objects_sensor
 from amplitude_pipeline.settings import SETTINGS
-from amplitude_pipeline.transform.mapping import MappingFileError, load_field_mappings
+from amplitude_pipeline.storage.field_mappings import load_field_mappings_once
+from amplitude_pipeline.transform.mapping import MappingFileError
 
 # CONTRACT §5: the mapping is validated at start-up, so a broken field_mappings.yaml stops the
 # code location from loading (the error names the entry) instead of failing runs later.
 try:
-    load_field_mappings(SETTINGS.field_mappings_path)
+    load_field_mappings_once(SETTINGS.field_mappings_path)
 except (MappingFileError, OSError) as error:
     # Said first and on one line: the CLI prints its own long traceback only after this.
     print(f"amplitude_pipeline cannot load: {error}", file=sys.stderr, flush=True)

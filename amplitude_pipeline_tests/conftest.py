@@ -17,6 +17,7 @@ from dagster_aws.s3 import S3Resource
 from sqlalchemy import create_engine, text
 
 from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_simulator import SimulatorServer
 
@@ -110,7 +111,9 @@ def dwh_schema(new_dwh_schema: Callable[[], str]) -> str:
 @pytest.fixture
 def dwh(dwh_schema: str) -> Iterator[DWHRepository]:
     repository = DWHRepository(
-        url=os.environ["DWH_URL"], db_schema=dwh_schema, field_mappings_path=str(DEFAULT_MAPPINGS)
+        url=os.environ["DWH_URL"],
+        db_schema=dwh_schema,
+        field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS)),
     )
     repository.ensure_schema()
     yield repository

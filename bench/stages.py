@@ -103,11 +103,14 @@ def naive(key: str, schema: str) -> dict[str, Any]:
     from psycopg import sql
 
     from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
+    from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
     from amplitude_pipeline.transform.records import UserPropertiesMemo, transform_single_record
 
     store = _store(key.rsplit("/", 1)[0])
     dwh = DWHRepository(
-        url=os.environ["DWH_URL"], db_schema=schema, field_mappings_path=str(REPO / "field_mappings.yaml")
+        url=os.environ["DWH_URL"],
+        db_schema=schema,
+        field_mappings=FieldMappingsFile(path=str(REPO / "field_mappings.yaml")),
     )
     dwh.ensure_schema()
     dwh.engine.dispose()

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from amplitude_pipeline.settings import SETTINGS
 from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_simulator.data import SimulatorConfig
 from amplitude_simulator.tmp_rows import tmp_rows
 
@@ -22,7 +23,7 @@ def main() -> None:
     dwh = DWHRepository(
         url=os.environ["DWH_URL"],
         db_schema=SETTINGS.dwh_schema,
-        field_mappings_path=str(SETTINGS.field_mappings_path),
+        field_mappings=FieldMappingsFile(path=str(SETTINGS.field_mappings_path)),
     )
     dwh.ensure_schema()
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC)

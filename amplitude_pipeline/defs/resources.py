@@ -10,6 +10,7 @@ from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.retries import DEFAULT_RETRY
 from amplitude_pipeline.settings import Settings
 from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
 
 
@@ -23,6 +24,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         region_name=settings.aws_region,
         max_attempts=DEFAULT_RETRY.attempts - 1,
     )
+    field_mappings = FieldMappingsFile(path=str(settings.field_mappings_path))
     return {
         "amplitude": AmplitudeExportResource(
             api_key=EnvVar("AMPLITUDE_API_KEY"),
@@ -30,10 +32,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             export_url=settings.export_url,
         ),
         "raw_event_store": RawEventStore(bucket=EnvVar("S3_BUCKET"), prefix=settings.s3_prefix, s3=s3),
+        "field_mappings": field_mappings,
         "dwh": DWHRepository(
-            url=EnvVar("DWH_URL"),
-            db_schema=settings.dwh_schema,
-            field_mappings_path=str(settings.field_mappings_path),
+            url=EnvVar("DWH_URL"), db_schema=settings.dwh_schema, field_mappings=field_mappings
         ),
         "metrics_pusher": MetricsPusher(
             pushgateway_url=EnvVar("PROMETHEUS_PUSHGATEWAY_URL") if settings.push_metrics else None

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext, ResourceDependency
 from psycopg import sql
 from pydantic import Field, PrivateAttr
 from sqlalchemy import (
@@ -52,9 +52,10 @@ from sqlalchemy.types import TypeEngine
 
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.retries import retrying
+from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.text import redact, shorten
 from amplitude_pipeline.transform.batch import ReducedBatch, StoredVersion, UserKey
-from amplitude_pipeline.transform.mapping import ColumnMapping, FieldMappings, load_field_mappings
+from amplitude_pipeline.transform.mapping import ColumnMapping, FieldMappings
 
 PERMANENT_TABLE = "permanent_user_properties"
 CHANGEABLE_TABLE = "changeble_user_properties"
@@ -228,8 +229,14 @@ class DWHRepository(ConfigurableResource):
 
     url: str = Field(description="SQLAlchemy URL of the DWH: postgresql+psycopg://user:password@host/db")
     db_schema: str = Field(default="public", description="Schema holding the tables (DWH_SCHEMA).")
-    field_mappings_path: str = Field(description="Path of field_mappings.yaml (FIELD_MAPPINGS_PATH).")
+    field_mappings: ResourceDependency[FieldMappingsFile]
     _state: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """Close the run's connections when the run ends, rather than when the process does."""
+        engine = self._state.pop("engine", None)
+        if engine is not None:
+            engine.dispose()
 
     @property
     def engine(self) -> Engine:
@@ -245,9 +252,7 @@ class DWHRepository(ConfigurableResource):
 
     @property
     def mappings(self) -> FieldMappings:
-        if "mappings" not in self._state:
-            self._state["mappings"] = load_field_mappings(self.field_mappings_path)
-        return self._state["mappings"]
+        return self.field_mappings.mappings
 
     @property
     def tables(self) -> DWHTables:

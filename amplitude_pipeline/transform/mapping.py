@@ -39,6 +39,7 @@ __all__ = [
     "MappingFileError",
     "load_field_mappings",
     "parse_field_mappings",
+    "parse_mapping_text",
 ]
 
 SYSTEM_COLUMNS: Final = frozenset({"ehr_id", "amplitude_id", "uuid", "event_time", "loaded_at"})
@@ -297,12 +298,20 @@ def load_field_mappings(path: str | os.PathLike[str]) -> FieldMappings:
     A missing or unreadable file raises the usual ``OSError``; anything wrong with its
     content raises :class:`MappingFileError`.
     """
-    source_name = os.fspath(path)
-    with open(path, encoding="utf-8") as stream:
-        try:
-            data = yaml.load(stream, Loader=_UniqueKeySafeLoader)
-        except yaml.YAMLError as error:
-            raise MappingFileError(f"{source_name}: not valid YAML: {error}") from None
+    with open(path, "rb") as stream:
+        return parse_mapping_text(stream.read(), os.fspath(path))
+
+
+def parse_mapping_text(content: bytes, source_name: str = "field_mappings.yaml") -> FieldMappings:
+    """Validate the bytes of a mapping file (see :func:`load_field_mappings`)."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise MappingFileError(f"{source_name}: not UTF-8 text (byte {error.start})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeySafeLoader)
+    except yaml.YAMLError as error:
+        raise MappingFileError(f"{source_name}: not valid YAML: {shorten(str(error))}") from None
     return parse_field_mappings(data, source_name)
 
 

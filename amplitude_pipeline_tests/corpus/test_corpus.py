@@ -23,6 +23,7 @@ from sqlalchemy import select, text
 from amplitude_pipeline.load.event_files import EventFileLoadError, load_event_file
 from amplitude_pipeline.load.tmp_table import TmpRowMigrationError, migrate_tmp_user_properties
 from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline.text import short_repr
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
@@ -170,7 +171,7 @@ def new_module_dwh_schema(stack: None) -> Iterator[Callable[[], DWHRepository]]:
         repository = DWHRepository(
             url=os.environ["DWH_URL"],
             db_schema=f"test_{uuid.uuid4().hex[:12]}",
-            field_mappings_path=str(DEFAULT_MAPPINGS),
+            field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS)),
         )
         repository.ensure_schema()
         created.append(repository)

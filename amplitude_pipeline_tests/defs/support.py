@@ -12,6 +12,7 @@ from dagster import ExecuteInProcessResult
 from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 from amplitude_simulator import SimulatorConfig, SimulatorServer
@@ -102,7 +103,9 @@ def mappings_without(path: Path, *column_lines: str) -> Path:
 
 @contextmanager
 def dwh_repository(schema: str, mappings: Path = DEFAULT_MAPPINGS) -> Iterator[DWHRepository]:
-    repository = DWHRepository(url=os.environ["DWH_URL"], db_schema=schema, field_mappings_path=str(mappings))
+    repository = DWHRepository(
+        url=os.environ["DWH_URL"], db_schema=schema, field_mappings=FieldMappingsFile(path=str(mappings))
+    )
     try:
         yield repository
     finally:

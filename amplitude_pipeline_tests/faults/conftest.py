@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 
 # Dagster's step retries without their minutes of delay (the fixture of amplitude_events' tests).
@@ -19,7 +20,9 @@ def new_dwh(new_dwh_schema: Callable[[], str]) -> Iterator[Callable[[], DWHRepos
 
     def new_repository() -> DWHRepository:
         repository = DWHRepository(
-            url=os.environ["DWH_URL"], db_schema=new_dwh_schema(), field_mappings_path=str(DEFAULT_MAPPINGS)
+            url=os.environ["DWH_URL"],
+            db_schema=new_dwh_schema(),
+            field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS)),
         )
         repository.ensure_schema()
         created.append(repository)

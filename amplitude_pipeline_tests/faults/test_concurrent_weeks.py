@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from amplitude_pipeline.load.event_files import load_event_file
 from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 from amplitude_pipeline_tests.load.events import event, upload_events
@@ -60,13 +61,17 @@ def load_in_process(url: str, schema: str, prefix: str, key: str) -> int:
         prefix=prefix,
         s3=S3Resource(endpoint_url=os.environ["S3_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION")),
     )
-    dwh = DWHRepository(url=url, db_schema=schema, field_mappings_path=str(DEFAULT_MAPPINGS))
+    dwh = DWHRepository(
+        url=url, db_schema=schema, field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS))
+    )
     return load_event_file(dwh, store, key, batch_size=USERS).records
 
 
 def repository(schema: str) -> DWHRepository:
     dwh = DWHRepository(
-        url=os.environ["DWH_URL"], db_schema=schema, field_mappings_path=str(DEFAULT_MAPPINGS)
+        url=os.environ["DWH_URL"],
+        db_schema=schema,
+        field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS)),
     )
     dwh.ensure_schema()
     return dwh

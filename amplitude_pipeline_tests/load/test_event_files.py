@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 from amplitude_pipeline.load import event_files
 from amplitude_pipeline.load.event_files import EventFileLoadError, FileLoadInProgressError, load_event_file
 from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 from amplitude_pipeline_tests.load.events import event, upload_events
@@ -166,7 +167,9 @@ class TestInterruption:
     ):
         mappings_path = str(shutil.copy(DEFAULT_MAPPINGS, tmp_path / "field_mappings.yaml"))
         strict = DWHRepository(
-            url=os.environ["DWH_URL"], db_schema=dwh_schema, field_mappings_path=mappings_path
+            url=os.environ["DWH_URL"],
+            db_schema=dwh_schema,
+            field_mappings=FieldMappingsFile(path=mappings_path),
         )
         strict.ensure_schema()
         events = thousand_events_with_unknown_key_at_500()
@@ -188,7 +191,9 @@ class TestInterruption:
 
         write_mappings(Path(mappings_path), ["favourite_colour"])
         fixed = DWHRepository(
-            url=os.environ["DWH_URL"], db_schema=dwh_schema, field_mappings_path=mappings_path
+            url=os.environ["DWH_URL"],
+            db_schema=dwh_schema,
+            field_mappings=FieldMappingsFile(path=mappings_path),
         )
         resumed = load_event_file(fixed, raw_event_store, key, batch_size=128)
         assert (resumed.started_after, resumed.records) == (499, 500)
@@ -233,10 +238,14 @@ def test_a_column_added_to_the_mapping_appears_on_the_next_run(tmp_path, raw_eve
         encoding="utf-8",
     )
     plain = DWHRepository(
-        url=os.environ["DWH_URL"], db_schema=dwh_schema, field_mappings_path=str(DEFAULT_MAPPINGS)
+        url=os.environ["DWH_URL"],
+        db_schema=dwh_schema,
+        field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS)),
     )
     plain.ensure_schema()
-    extended = DWHRepository(url=os.environ["DWH_URL"], db_schema=dwh_schema, field_mappings_path=str(path))
+    extended = DWHRepository(
+        url=os.environ["DWH_URL"], db_schema=dwh_schema, field_mappings=FieldMappingsFile(path=str(path))
+    )
     assert extended.ensure_schema() == ["changeble_user_properties.favourite_colour"]
     load(extended, raw_event_store, [event("2024-01-08 10:00:00", ehr_id="E1", favourite_colour="green")])
     assert only_row(extended, "changeable")["favourite_colour"] == "green"
@@ -247,7 +256,9 @@ def _clean_load(
 ) -> DWHRepository:
     """The same events loaded in one uninterrupted run into a schema of their own."""
     mappings = write_mappings(tmp_path / f"{schema}.yaml", ["favourite_colour"])
-    reference = DWHRepository(url=os.environ["DWH_URL"], db_schema=schema, field_mappings_path=str(mappings))
+    reference = DWHRepository(
+        url=os.environ["DWH_URL"], db_schema=schema, field_mappings=FieldMappingsFile(path=str(mappings))
+    )
     reference.ensure_schema()
     key = upload_events(store, f"{schema}.jsonl.gz", events)
     load_event_file(reference, store, key, batch_size=100_000)

@@ -6,13 +6,16 @@ import traceback
 import pytest
 
 from amplitude_pipeline.storage.dwh import DWHConfigurationError, DWHRepository, checked_dwh_url
+from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 
 PASSWORD_WITH_AT = "s3cr3t@tail-of-the-password"
 
 
 def repository(url: str) -> DWHRepository:
-    return DWHRepository(url=url, db_schema="public", field_mappings_path=str(DEFAULT_MAPPINGS))
+    return DWHRepository(
+        url=url, db_schema="public", field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS))
+    )
 
 
 @pytest.mark.parametrize(

@@ -96,18 +96,22 @@ def test_record_errors_survive_pickling(mappings: FieldMappings) -> None:
 
 
 @pytest.mark.parametrize(
-    "error",
+    ("error_type", "arguments"),
     [
-        UnknownKeyError("mood", "calm"),
-        MalformedRecordError("uuid", MISSING, "missing"),
-        MalformedRecordError(None, [1, 2], "expected a JSON object, got a JSON array"),
+        (UnknownKeyError, ("mood", "calm")),
+        (MalformedRecordError, ("uuid", MISSING, "missing")),
+        (MalformedRecordError, (None, [1, 2], "expected a JSON object, got a JSON array")),
     ],
     ids=["unknown-key", "missing-field", "not-an-object"],
 )
-def test_every_record_error_survives_pickling(error: RecordError) -> None:
+def test_every_record_error_survives_pickling(
+    error_type: type[RecordError], arguments: tuple[Any, ...]
+) -> None:
+    error = error_type(*arguments)
     restored = pickle.loads(pickle.dumps(error))
-    assert (type(restored), restored.key, restored.reason, str(restored)) == (
-        type(error),
+    assert (type(restored), restored.args, restored.key, restored.reason, str(restored)) == (
+        error_type,
+        error.args,
         error.key,
         error.reason,
         str(error),
@@ -264,6 +268,12 @@ def test_collect_record_errors_reports_every_problem_in_key_order(mappings: Fiel
         ("ValueConversionError", "ehr_id"),
         ("UnknownKeyError", "device"),
     ]
+
+
+def test_collect_record_errors_of_user_properties_that_are_not_an_object(mappings: FieldMappings) -> None:
+    (error,) = collect_record_errors("{}", mappings)
+    assert (type(error), error.key, error.value) == (MalformedRecordError, "user_properties", "{}")
+    assert "expected a JSON object, got a string" in str(error)
 
 
 def test_collect_record_errors_is_empty_for_a_good_record(mappings: FieldMappings) -> None:

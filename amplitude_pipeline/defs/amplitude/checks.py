@@ -15,7 +15,7 @@ from dagster import (
 
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.partitions import weekly_partitions
-from amplitude_pipeline.storage.dwh import DWHRepository
+from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline.transform.audit import AuditReport, audit_user_properties
 
@@ -32,12 +32,12 @@ from amplitude_pipeline.transform.audit import AuditReport, audit_user_propertie
     ),
 )
 def user_properties_keys_known(
-    context: AssetCheckExecutionContext, raw_event_store: RawEventStore, dwh: DWHRepository
+    context: AssetCheckExecutionContext, raw_event_store: RawEventStore, field_mappings: FieldMappingsFile
 ) -> AssetCheckResult:
     week = context.partition_key
     key = raw_event_store.week_key(week)
     with raw_event_store.open_lines(key) as (stored, lines):
-        report = audit_user_properties(lines, dwh.mappings)
+        report = audit_user_properties(lines, field_mappings.mappings)
     return AssetCheckResult(
         passed=report.passed,
         severity=AssetCheckSeverity.ERROR,

@@ -44,7 +44,12 @@ def run_check_only(
     defs = Definitions(
         assets=[amplitude_events],
         asset_checks=[user_properties_keys_known],
-        resources={"amplitude": unused_amplitude_resource(), "raw_event_store": store, "dwh": dwh},
+        resources={
+            "amplitude": unused_amplitude_resource(),
+            "raw_event_store": store,
+            "dwh": dwh,
+            "field_mappings": dwh.field_mappings,
+        },
     )
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
         asset_selection=set(), asset_check_selection={user_properties_keys_known.check_key}
@@ -172,6 +177,7 @@ def test_a_failing_check_blocks_the_table_assets_of_the_same_run(
                 "amplitude": amplitude_resource(sim),
                 "raw_event_store": raw_event_store,
                 "dwh": dwh,
+                "field_mappings": dwh.field_mappings,
                 "metrics_pusher": NO_METRICS,
             },
             raise_on_error=False,

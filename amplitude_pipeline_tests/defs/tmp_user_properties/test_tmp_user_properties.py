@@ -114,8 +114,8 @@ def test_a_bad_row_fails_the_job_with_its_uuid_and_keeps_the_rows_before_it(dwh,
 
 
 def sensor_result(dwh: DWHRepository, instance: DagsterInstance) -> RunRequest | SkipReason:
-    context = build_sensor_context(instance=instance, resources={"dwh": dwh})
-    return tmp_user_properties_backlog_sensor(context)
+    with build_sensor_context(instance=instance, resources={"dwh": dwh}) as context:
+        return tmp_user_properties_backlog_sensor(context)
 
 
 def test_the_sensor_skips_without_unmigrated_rows(dwh, instance):

@@ -150,6 +150,7 @@ class Stack:
             "amplitude": amplitude_resource(self.sim),
             "raw_event_store": self.store,
             "dwh": dwh or self.dwh,
+            "field_mappings": (dwh or self.dwh).field_mappings,
             "metrics_pusher": NO_METRICS,
         }
 
