@@ -184,6 +184,7 @@ class TestInterruption:
             "error_message": failure.value.error_message,
         }
         assert "favourite_colour" in failure.value.error_message
+        assert failure.value.retryable is False
 
         reference_first_half = _clean_load(raw_event_store, tmp_path, events[:500], new_dwh_schema())
         assert rows(strict, "permanent") == rows(reference_first_half, "permanent")
@@ -444,18 +445,93 @@ class TestBadRecordsStopAtTheirLine:
             load_event_file(dwh, raw_event_store, key, batch_size=batch_size)
 
         assert (failure.value.failed_line, failure.value.result.last_successful_line) == (6, 5)
+        assert (failure.value.result.records, failure.value.result.batches) == (
+            6,
+            2 if batch_size == 4 else 1,
+        )
+        assert failure.value.retryable is False
         assert "city_allowed" in failure.value.error_message
         assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {f"E{i}" for i in range(6)}
         assert {row["ehr_id"] for row in rows(dwh, "permanent")} == {f"E{i}" for i in range(6)}
         assert dwh.get_checkpoint(key).last_successful_line == 5
 
+    @pytest.mark.timeout(60)
+    def test_lines_without_identity_before_the_refused_one_are_counted_once_each(self, dwh, raw_event_store):
+        events = numbered_events(12)
+        for anonymous in (events[2], events[7]):
+            anonymous["amplitude_id"] = None
+            del anonymous["user_properties"]["ehr_id"]
+        events[9]["user_properties"]["city"] = "Атлантида"
+        forbid_city(dwh, "Атлантида")
+        key = upload_events(raw_event_store, "file.jsonl.gz", events)
 
-def test_an_object_s3_will_not_open_stops_with_the_load_metadata_and_may_be_retried(
-    dwh, raw_event_store, monkeypatch
-):
-    key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(3))
-    load_event_file(dwh, raw_event_store, key, start_after=-1, batch_size=1)
-    real_client = raw_event_store.s3.get_client()
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(dwh, raw_event_store, key)
+
+        result = failure.value.result
+        assert (failure.value.failed_line, result.last_successful_line) == (9, 8)
+        assert (result.records, result.skipped_without_identity) == (9, 2)
+        assert len(rows(dwh, "changeable")) == 7
+
+    @pytest.mark.timeout(60)
+    def test_a_batch_refused_whole_then_accepted_in_parts_commits_it_and_asks_for_a_rerun(
+        self, dwh, raw_event_store, monkeypatch
+    ):
+        key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(10))
+        real_write_batch = DWHRepository.write_batch
+        calls = []
+
+        def refusing_the_second_batch_once(self, conn, batch):
+            calls.append(batch.records)
+            if len(calls) == 2:
+                raise psycopg.errors.CheckViolation("a constraint that held for a moment")
+            return real_write_batch(self, conn, batch)
+
+        monkeypatch.setattr(DWHRepository, "write_batch", refusing_the_second_batch_once)
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(dwh, raw_event_store, key, batch_size=4)
+
+        assert failure.value.metadata["failed_line"] == 8
+        assert failure.value.metadata["last_successful_line"] == 7
+        assert failure.value.retryable is True
+        assert "accepted them in parts; run again" in failure.value.error_message
+        assert (failure.value.result.records, failure.value.result.batches) == (8, 2)
+        assert dwh.get_checkpoint(key).last_successful_line == 7
+        assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {f"E{i}" for i in range(8)}
+
+        monkeypatch.undo()
+        rerun = load_event_file(dwh, raw_event_store, key, batch_size=4)
+        assert (rerun.started_after, rerun.records) == (7, 2)
+
+    @pytest.mark.timeout(60)
+    def test_an_object_replaced_while_a_refused_batch_is_searched_stops_before_that_batch(
+        self, dwh, raw_event_store, monkeypatch
+    ):
+        key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(10))
+        real_write_batch = DWHRepository.write_batch
+        calls = []
+
+        def replacing_the_object_then_refusing(self, conn, batch):
+            calls.append(batch.records)
+            if len(calls) == 2:
+                upload_events(raw_event_store, "file.jsonl.gz", numbered_events(3))
+                raise psycopg.errors.CheckViolation("refused")
+            return real_write_batch(self, conn, batch)
+
+        monkeypatch.setattr(DWHRepository, "write_batch", replacing_the_object_then_refusing)
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(dwh, raw_event_store, key, batch_size=4)
+
+        assert failure.value.metadata["failed_line"] == 4
+        assert failure.value.metadata["last_successful_line"] == 3
+        assert failure.value.retryable is True
+        assert "the object was replaced while it was loaded" in failure.value.error_message
+        assert dwh.get_checkpoint(key).last_successful_line == 3
+
+
+def unopenable_store(store: RawEventStore, monkeypatch: pytest.MonkeyPatch) -> RawEventStore:
+    """``store``'s objects behind an S3 that answers every GET with SlowDown, beyond botocore's retries."""
+    real_client = store.s3.get_client()
 
     class Unavailable:
         def __getattr__(self, name):
@@ -466,12 +542,35 @@ def test_an_object_s3_will_not_open_stops_with_the_load_metadata_and_may_be_retr
                 {"Error": {"Code": "SlowDown", "Message": "Reduce your request rate"}}, "GetObject"
             )
 
-    monkeypatch.setattr(type(raw_event_store.s3), "get_client", lambda self: Unavailable())
-    unavailable_store = RawEventStore(
-        bucket=raw_event_store.bucket, prefix=raw_event_store.prefix, s3=raw_event_store.s3
-    )
+    monkeypatch.setattr(type(store.s3), "get_client", lambda self: Unavailable())
+    return RawEventStore(bucket=store.bucket, prefix=store.prefix, s3=store.s3)
+
+
+@pytest.mark.parametrize(
+    ("lines_loaded_before", "failed_line"), [(0, 0), (3, 3)], ids=["no-checkpoint", "after-the-checkpoint"]
+)
+def test_an_object_s3_will_not_open_stops_where_the_load_would_have_started(
+    dwh, raw_event_store, monkeypatch, lines_loaded_before, failed_line
+):
+    key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(3))
+    if lines_loaded_before:
+        load_event_file(dwh, raw_event_store, key)
     with pytest.raises(EventFileLoadError) as failure:
-        load_event_file(dwh, unavailable_store, key, start_after=0)
+        load_event_file(dwh, unopenable_store(raw_event_store, monkeypatch), key)
+    assert (failure.value.metadata["failed_line"], failure.value.metadata["last_successful_line"]) == (
+        failed_line,
+        failed_line - 1,
+    )
+    assert failure.value.retryable is True
+
+
+def test_an_object_s3_will_not_open_stops_with_the_load_metadata_and_may_be_retried(
+    dwh, raw_event_store, monkeypatch
+):
+    key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(3))
+    load_event_file(dwh, raw_event_store, key, start_after=-1, batch_size=1)
+    with pytest.raises(EventFileLoadError) as failure:
+        load_event_file(dwh, unopenable_store(raw_event_store, monkeypatch), key, start_after=0)
     assert failure.value.metadata == {
         "file_key": key,
         "failed_line": 1,
