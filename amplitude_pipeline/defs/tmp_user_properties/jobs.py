@@ -6,7 +6,7 @@ from dagster import AssetMaterialization, Config, MetadataValue, OpExecutionCont
 from pydantic import Field
 
 from amplitude_pipeline.defs.failures import stopped_load
-from amplitude_pipeline.defs.metadata import write_counts_metadata
+from amplitude_pipeline.defs.metadata import migration_metadata, tables_metadata
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL, DWH_LOAD_TAGS
 from amplitude_pipeline.load import tmp_table
@@ -30,34 +30,18 @@ def migrate_tmp_user_properties_pages(
         except TmpRowMigrationError as error:
             # Yielded rather than context.log_event(): Dagster drops logged events when the op
             # raises, and the pages committed before the bad row must still be recorded.
-            yield from table_materializations(dwh, error.result, recording.finish(error.result, error))
+            yield from _materializations(dwh, error.result, recording.finish(error.result, error))
             raise stopped_load(context, error) from error
-        yield from table_materializations(dwh, result, recording.finish(result))
+        yield from _materializations(dwh, result, recording.finish(result))
 
 
-def table_materializations(
+def _materializations(
     dwh: DWHRepository, result: MigrationResult, metrics: Mapping[str, MetadataValue]
 ) -> Iterator[AssetMaterialization]:
-    """One materialization per table that this migration wrote to, with the run's metrics."""
-    for table, counts in (
-        (dwh.tables.permanent, result.permanent),
-        (dwh.tables.changeable, result.changeable),
-    ):
-        if counts.candidates == 0:
-            continue
+    shared = {**migration_metadata(result), **metrics}
+    for table, metadata in tables_metadata(dwh, result, shared, only_written=True).items():
         yield AssetMaterialization(
-            asset_key=table.name,
-            description=f"migrated from {TMP_TABLE}",
-            metadata={
-                "source": TMP_TABLE,
-                "rows_migrated": MetadataValue.int(result.rows_migrated),
-                "pages": MetadataValue.int(result.pages),
-                "skipped_without_identity": MetadataValue.int(result.skipped_without_identity),
-                **write_counts_metadata(counts),
-                "dagster/row_count": MetadataValue.int(dwh.count_rows(table)),
-                "duration_seconds": MetadataValue.float(result.duration_seconds),
-                **metrics,
-            },
+            asset_key=table, description=f"migrated from {TMP_TABLE}", metadata=metadata
         )
 
 

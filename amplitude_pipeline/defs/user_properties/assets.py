@@ -1,7 +1,6 @@
 """``permanent_user_properties`` and ``changeble_user_properties`` from a week's events."""
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 from dagster import (
     AssetExecutionContext,
@@ -9,15 +8,12 @@ from dagster import (
     Config,
     Failure,
     MaterializeResult,
-    MetadataValue,
-    TableColumn,
-    TableSchema,
     multi_asset,
 )
 from pydantic import Field
 
 from amplitude_pipeline.defs.failures import stopped_load
-from amplitude_pipeline.defs.metadata import write_counts_metadata
+from amplitude_pipeline.defs.metadata import file_load_metadata, tables_metadata
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL
@@ -26,7 +22,6 @@ from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
     EventFileLoadError,
     FileLoadInProgressError,
-    FileLoadResult,
     load_event_file,
 )
 from amplitude_pipeline.metrics import s3_file_labels
@@ -105,44 +100,5 @@ def user_properties_tables(
         except FileLoadInProgressError as error:
             raise Failure(description=str(error), metadata={"file_key": key}, allow_retries=False) from error
         metrics = recording.finish(result)
-    yield from table_materializations(dwh, result, metrics)
-
-
-def table_materializations(
-    dwh: DWHRepository, result: FileLoadResult, metrics: Mapping[str, MetadataValue]
-) -> Iterator[MaterializeResult]:
-    """Both tables' materializations of one file's load, with the load's metrics (CONTRACT §8)."""
-    for table, metadata in file_load_metadata(dwh, result).items():
-        yield MaterializeResult(asset_key=table, metadata={**metadata, **metrics})
-
-
-def file_load_metadata(dwh: DWHRepository, result: FileLoadResult) -> dict[str, dict[str, Any]]:
-    """What one file's load did to each table, by table name: the metadata of its materializations
-    (the weekly assets' results and the S3 sensor job's events alike)."""
-    shared: dict[str, Any] = {
-        "file_key": result.file_key,
-        "records_read": MetadataValue.int(result.records),
-        "skipped_without_identity": MetadataValue.int(result.skipped_without_identity),
-        "blank_lines": MetadataValue.int(result.blank_lines),
-        "started_after_line": MetadataValue.int(result.started_after),
-        "last_successful_line": MetadataValue.int(result.last_successful_line),
-        "already_loaded": result.already_loaded,
-        "duration_seconds": MetadataValue.float(result.duration_seconds),
-    }
-    return {
-        table.name: {
-            **shared,
-            **write_counts_metadata(counts),
-            "dagster/row_count": MetadataValue.int(dwh.count_rows(table)),
-            "dagster/column_schema": TableSchema(
-                columns=[
-                    TableColumn(column.name, str(column.type).lower(), description=column.comment)
-                    for column in table.columns
-                ]
-            ),
-        }
-        for table, counts in (
-            (dwh.tables.permanent, result.permanent),
-            (dwh.tables.changeable, result.changeable),
-        )
-    }
+    for table, metadata in tables_metadata(dwh, result, {**file_load_metadata(result), **metrics}).items():
+        yield MaterializeResult(asset_key=table, metadata=metadata)

@@ -13,9 +13,9 @@ from dagster import AssetMaterialization, Config, Failure, OpExecutionContext, g
 from pydantic import Field
 
 from amplitude_pipeline.defs.failures import stopped_load
+from amplitude_pipeline.defs.metadata import file_load_metadata, tables_metadata
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL, DWH_LOAD_TAGS
-from amplitude_pipeline.defs.user_properties.assets import file_load_metadata
 from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_LOCK_WAIT_SECONDS,
@@ -104,11 +104,13 @@ def load_s3_event_files_op(
             metrics = recording.finish(result)
         # Yielded, not logged through the context: Dagster drops logged events when the op raises,
         # and the files loaded before a failing one must stay reported.
-        for table, metadata in file_load_metadata(dwh, result).items():
+        for table, metadata in tables_metadata(
+            dwh, result, {**file_load_metadata(result), **metrics}
+        ).items():
             yield AssetMaterialization(
                 asset_key=table,
                 description=f"loaded from {raw_event_store.uri(result.file_key)}",
-                metadata={**metadata, **metrics},
+                metadata=metadata,
             )
 
     busy: list[S3EventFile] = []
