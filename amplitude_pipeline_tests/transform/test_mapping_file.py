@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -288,3 +289,12 @@ def test_value_map_targets_yaml_reads_as_dates_and_datetimes_are_cast(tmp_path: 
     birth_date, registered_at = mappings.permanent
     assert birth_date.convert("unknown") == date(1900, 1, 1)
     assert registered_at.convert("legacy") == datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def test_a_file_that_is_not_utf8_is_rejected_naming_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "field_mappings.yaml"
+    path.write_bytes(
+        "identity: {ehr_id: ehr_id}\npermanent:\n  gender: {value_map: {м: male}}\n".encode("cp1251")
+    )
+    with pytest.raises(MappingFileError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(byte 61\)$"):
+        load_field_mappings(path)
