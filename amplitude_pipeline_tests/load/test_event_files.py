@@ -18,7 +18,7 @@ from amplitude_pipeline.load import event_files
 from amplitude_pipeline.load.event_files import EventFileLoadError, FileLoadInProgressError, load_event_file
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
-from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 from amplitude_pipeline_tests.load.events import event, upload_events
 
@@ -471,6 +471,7 @@ class TestBadRecordsStopAtTheirLine:
         result = failure.value.result
         assert (failure.value.failed_line, result.last_successful_line) == (9, 8)
         assert (result.records, result.skipped_without_identity) == (9, 2)
+        assert (result.permanent.inserted, result.changeable.inserted) == (7, 7)
         assert len(rows(dwh, "changeable")) == 7
 
     @pytest.mark.timeout(60)
@@ -562,6 +563,13 @@ def test_an_object_s3_will_not_open_stops_where_the_load_would_have_started(
         failed_line - 1,
     )
     assert failure.value.retryable is True
+
+
+def test_an_object_that_is_gone_raises_s3s_own_error_for_the_caller_to_skip(dwh, raw_event_store):
+    with pytest.raises(ClientError) as raised:
+        load_event_file(dwh, raw_event_store, f"{raw_event_store.prefix}/deleted.jsonl.gz")
+    assert is_missing_object_error(raised.value)
+    assert dwh.get_checkpoint(f"{raw_event_store.prefix}/deleted.jsonl.gz") is None
 
 
 def test_an_object_s3_will_not_open_stops_with_the_load_metadata_and_may_be_retried(
