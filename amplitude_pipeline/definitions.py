@@ -2,7 +2,7 @@
 
 import sys
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.amplitude.checks import user_properties_keys_known
@@ -38,4 +38,7 @@ defs = Definitions(
     schedules=[weekly_amplitude_export, hourly_tmp_user_properties_migration],
     sensors=[tmp_user_properties_backlog_sensor, s3_new_objects_sensor, tables_after_export_sensor],
     resources=build_resources(SETTINGS),
+    # Steps run one after another in the run's own process: a week's steps depend on each other
+    # anyway, and a process per step would import the code location again (seconds per run).
+    executor=in_process_executor,
 )

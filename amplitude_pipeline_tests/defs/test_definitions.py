@@ -126,3 +126,10 @@ def test_a_broken_mapping_file_stops_the_code_location_from_loading(tmp_path):
     )
     assert loaded.returncode != 0
     assert "changeable.age.type" in loaded.stderr
+
+
+def test_runs_execute_their_steps_in_their_own_process():
+    """A process per step would import the code location again: seconds of start-up per run (issue 10)."""
+    jobs = [defs.resolve_implicit_global_asset_job_def()]
+    jobs += [defs.resolve_job_def(name) for name in ("export_amplitude_range", "load_s3_event_files")]
+    assert {job.executor_def.name for job in jobs} == {"in_process"}
