@@ -497,6 +497,9 @@ class Bench:
             "profile": comparison,
         }
         (self.out / "results.json").write_text(json.dumps(report, indent=2, default=str))
+        latest = RESULTS / "latest"
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(self.out.name)
         print()
         print(format_table(self.rows))
         print()
