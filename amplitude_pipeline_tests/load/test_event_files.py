@@ -317,7 +317,51 @@ def test_a_truncated_object_fails_after_its_last_whole_line_and_keeps_the_lines_
     loaded = failure.value.metadata["last_successful_line"] + 1
     assert 0 < loaded < 200
     assert failure.value.metadata["failed_line"] == loaded
+    assert failure.value.retryable is False
     assert len(rows(dwh, "changeable")) == loaded
+
+
+def put_lines(store: RawEventStore, name: str, lines: list[bytes]) -> str:
+    key = f"{store.prefix}/{name}"
+    body = gzip.compress(b"".join(line + b"\n" for line in lines))
+    store.s3.get_client().put_object(Bucket=store.bucket, Key=key, Body=body)
+    return key
+
+
+class TestLinesAndBatches:
+    def test_blank_lines_are_skipped_and_counted(self, dwh, raw_event_store):
+        lines = [orjson.dumps(item) for item in numbered_events(3)]
+        key = put_lines(raw_event_store, "file.jsonl.gz", [lines[0], b"", lines[1], b"  \t", lines[2]])
+        result = load_event_file(dwh, raw_event_store, key)
+        assert (result.records, result.blank_lines, result.last_successful_line) == (3, 2, 4)
+        assert len(rows(dwh, "changeable")) == 3
+
+    def test_a_malformed_json_line_stops_the_load_at_its_line(self, dwh, raw_event_store):
+        lines = [orjson.dumps(item) for item in numbered_events(6)]
+        lines[4] = b'{"uuid": "0b8f5f0e-9d1c-4c55-9a1e-3f1f2b6a7c01", "event_time": '
+        key = put_lines(raw_event_store, "file.jsonl.gz", lines)
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(dwh, raw_event_store, key, batch_size=3)
+        assert (failure.value.failed_line, failure.value.result.last_successful_line) == (4, 3)
+        assert failure.value.error_message.startswith("malformed JSON line: ")
+        assert "at character" in failure.value.error_message
+        assert failure.value.retryable is False
+        assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {f"E{i}" for i in range(4)}
+        assert dwh.get_checkpoint(key).last_successful_line == 3
+
+    def test_an_empty_object_is_loaded_and_finished(self, dwh, raw_event_store):
+        key = put_lines(raw_event_store, "empty.jsonl.gz", [])
+        result = load_event_file(dwh, raw_event_store, key)
+        checkpoint = dwh.get_checkpoint(key)
+        assert (result.records, result.last_successful_line) == (0, -1)
+        assert (checkpoint.last_successful_line, checkpoint.finished) == (-1, True)
+
+    def test_every_batch_size_lines_commit_together(self, dwh, raw_event_store):
+        key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(10))
+        result = load_event_file(dwh, raw_event_store, key, batch_size=4)
+        checkpoint = dwh.get_checkpoint(key)
+        assert (result.records, result.batches, result.last_successful_line) == (10, 3, 9)
+        assert (checkpoint.last_successful_line, checkpoint.finished) == (9, True)
 
 
 def numbered_events(count: int) -> list[dict[str, Any]]:
@@ -372,7 +416,8 @@ class TestNoLineIsLostSilently:
         assert failure.value.metadata["last_successful_line"] == 1
         assert str(error) in failure.value.error_message
         assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {"E0", "E1"}
-        assert dwh.get_checkpoint(key).last_successful_line == 1
+        checkpoint = dwh.get_checkpoint(key)
+        assert (checkpoint.last_successful_line, checkpoint.finished) == (1, False)
 
 
 def forbid_city(dwh: DWHRepository, city: str) -> None:
