@@ -566,6 +566,11 @@ class DWHRepository(ConfigurableResource):
 
     def _run_once(self, work: Callable[[Connection], T]) -> T:
         with self.engine.begin() as conn:
+            # A load trusts its checkpoint once the commit returns: a server that acknowledges
+            # commits before they are durable (synchronous_commit = off, a common speed setting)
+            # would lose a batch and its checkpoint in a crash while the load went on after it.
+            # One WAL flush per batch is what durability costs here.
+            conn.execute(text("SET LOCAL synchronous_commit = on"))
             return work(conn)
 
     def count_rows(self, table: Table) -> int:

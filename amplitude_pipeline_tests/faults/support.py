@@ -75,9 +75,8 @@ class TablesRun:
         dagster_home.mkdir(parents=True, exist_ok=True)
         (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
         config = dagster_home / "run_config.yaml"
-        # In process: the run is the CLI's one process, with no step process to start per step.
+        # The code location's executor runs steps in process: the run is the CLI's one process.
         config.write_text(
-            "execution:\n  config:\n    in_process: {}\n"
             f"ops:\n  user_properties_tables:\n    config:\n      batch_size: {BATCH_SIZE}\n",
             encoding="utf-8",
         )
