@@ -218,7 +218,7 @@ class TestInterruption:
         load_event_file(dwh, raw_event_store, key)
         before = rows(dwh, "changeable"), rows(dwh, "permanent")
         rerun = load_event_file(dwh, raw_event_store, key)
-        assert (rerun.already_loaded, rerun.records) == (True, 0)
+        assert (rerun.already_loaded, rerun.records, rerun.last_successful_line) == (True, 0, 0)
         assert (rows(dwh, "changeable"), rows(dwh, "permanent")) == before
 
     def test_a_changed_etag_restarts_the_file(self, dwh, raw_event_store):
@@ -364,6 +364,18 @@ class TestLinesAndBatches:
         assert (checkpoint.last_successful_line, checkpoint.finished) == (9, True)
 
 
+def test_an_object_that_is_not_gzip_fails_at_line_0_for_good(dwh, raw_event_store):
+    key = f"{raw_event_store.prefix}/plain.jsonl.gz"
+    raw_event_store.s3.get_client().put_object(
+        Bucket=raw_event_store.bucket, Key=key, Body=orjson.dumps(numbered_events(1)[0]) + b"\n"
+    )
+    with pytest.raises(EventFileLoadError, match="could not read the object") as failure:
+        load_event_file(dwh, raw_event_store, key)
+    assert (failure.value.metadata["failed_line"], failure.value.metadata["last_successful_line"]) == (0, -1)
+    assert failure.value.retryable is False
+    assert rows(dwh, "changeable") == []
+
+
 def numbered_events(count: int) -> list[dict[str, Any]]:
     return [
         event(f"2024-01-08 10:{i // 60:02d}:{i % 60:02d}", ehr_id=f"E{i}", amplitude_id=100 + i)
@@ -415,6 +427,7 @@ class TestNoLineIsLostSilently:
         assert failure.value.metadata["failed_line"] == 2
         assert failure.value.metadata["last_successful_line"] == 1
         assert str(error) in failure.value.error_message
+        assert failure.value.retryable is isinstance(error, psycopg.Error)
         assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {"E0", "E1"}
         checkpoint = dwh.get_checkpoint(key)
         assert (checkpoint.last_successful_line, checkpoint.finished) == (1, False)
