@@ -5,6 +5,8 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -362,6 +364,32 @@ class TestLinesAndBatches:
         checkpoint = dwh.get_checkpoint(key)
         assert (result.records, result.batches, result.last_successful_line) == (10, 3, 9)
         assert (checkpoint.last_successful_line, checkpoint.finished) == (9, True)
+
+
+def test_a_read_that_breaks_mid_object_stops_at_the_next_line_and_may_be_retried(
+    dwh, raw_event_store, monkeypatch
+):
+    key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(6))
+    open_lines = RawEventStore.open_lines
+
+    @contextmanager
+    def breaking_after_three_lines(self, key, log=None):
+        with open_lines(self, key, log) as (stored, lines):
+
+            def broken() -> Iterator[bytes]:
+                for index, line in enumerate(lines):
+                    if index == 3:
+                        raise OSError("connection reset by peer")
+                    yield line
+
+            yield stored, broken()
+
+    monkeypatch.setattr(RawEventStore, "open_lines", breaking_after_three_lines)
+    with pytest.raises(EventFileLoadError, match="connection reset by peer") as failure:
+        load_event_file(dwh, raw_event_store, key, batch_size=2)
+    assert (failure.value.metadata["failed_line"], failure.value.metadata["last_successful_line"]) == (3, 2)
+    assert failure.value.retryable is True
+    assert dwh.get_checkpoint(key).last_successful_line == 2
 
 
 def test_an_object_that_is_not_gzip_fails_at_line_0_for_good(dwh, raw_event_store):
