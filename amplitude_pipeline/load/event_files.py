@@ -176,7 +176,7 @@ def _load_locked_file(
                         result.blank_lines += 1
                     else:
                         try:
-                            batch.add(transform_single_record(parse(line), mappings, memo), line_index)
+                            batch.add(transform_single_record(parse(line), mappings, memo))
                         except orjson.JSONDecodeError as error:
                             committer.fail(batch, line_index, malformed_line_message(line, error))
                         except RecordError as error:

@@ -71,8 +71,8 @@ def _try_write(
 ) -> BaseException | None:
     """Write ``records`` in a savepoint and add them to ``written``; the database's refusal, if any."""
     batch = ReducedBatch()
-    for position, record in records:
-        batch.add(record, position)
+    for _, record in records:
+        batch.add(record)
     try:
         with conn.begin_nested():
             counts = dwh.write_batch(conn, batch)

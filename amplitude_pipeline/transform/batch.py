@@ -82,9 +82,9 @@ class ReducedBatch:
         self.records = 0
         self.skipped_without_identity = 0
 
-    def add(self, record: TransformedRecord, line: int) -> None:
-        """Keep one record (a hot path: one call per event). ``line`` orders it; records must be
-        added in line order."""
+    def add(self, record: TransformedRecord) -> None:
+        """Keep one record (a hot path: one call per event). Records are added in line order,
+        which breaks ties of ``event_time`` (CONTRACT §6)."""
         self.records += 1
         user: UserKey | None = record.ehr_id
         if user is None:

@@ -36,8 +36,8 @@ def rec(
 
 def batch_of(*records: TransformedRecord) -> ReducedBatch:
     batch = ReducedBatch()
-    for line, record in enumerate(records):
-        batch.add(record, line)
+    for record in records:
+        batch.add(record)
     return batch
 
 
