@@ -106,6 +106,8 @@ _PLUMBING = (
     "(dagster/",
     "(multiprocessing/",
     "(threading.py)",
+    "(click/",
+    "(dagster)",
     "(<string>)",
     "(tenacity/",
     "(contextlib.py)",

@@ -390,33 +390,38 @@ class Bench:
                 )  # fmt: skip
                 self.delete_prefix(prefix)
 
-    def run_profile(self) -> dict[str, Any]:
-        """The light profile's real load at 1× and 4× under py-spy."""
+    def run_profile(self, data_profile: str) -> dict[str, Any]:
+        """The real load of ``data_profile``'s week at 1× and 4× under py-spy."""
         py_spy = REPO / ".venv" / "bin" / "py-spy"
         if not py_spy.exists():
             raise RuntimeError("py-spy is missing: scripts/bootstrap.sh installs it (dev dependency)")
         profiled = {}
         runs: dict[str, dict[str, Any]] = {}
         for scale in SCALES:
-            dataset = self.data["light", scale]
+            dataset = self.data[data_profile, scale]
             prefix = self.upload(dataset)
-            schema = self.schema(f"profile_light_{scale}x")
-            collapsed = self.out / f"profile-light-{scale}x.collapsed"
+            schema = self.schema(f"profile_{data_profile}_{scale}x")
+            collapsed = self.out / f"profile-{data_profile}-{scale}x.collapsed"
             run = self.cli(
-                TABLE_ASSETS, f"profile-light-{scale}x",
+                TABLE_ASSETS, f"profile-{data_profile}-{scale}x",
                 wrap=[str(py_spy), "record", "--subprocesses", "--rate", str(profile.RATE_HZ),
                       "--format", "raw", "--output", str(collapsed), "--"],
                 S3_PREFIX=prefix, DWH_SCHEMA=schema,
             )  # fmt: skip
             self.drop_schema(schema)
             stacks = profile.read_collapsed(collapsed)
-            title = f"light {scale}x: {dataset.events:,} events, {dataset.users:,} users (py-spy, {profile.RATE_HZ} Hz)"
+            title = (
+                f"{data_profile} {scale}x: {dataset.events:,} events, {dataset.users:,} users "
+                f"(py-spy, {profile.RATE_HZ} Hz)"
+            )
             profile.write_flame_graph(
-                stacks, f"{title}, the whole run", self.out / f"profile-light-{scale}x.svg"
+                stacks, f"{title}, the whole run", self.out / f"profile-{data_profile}-{scale}x.svg"
             )
             profiled[scale] = (profile.load_only(stacks), dataset.events)
             profile.write_flame_graph(
-                profiled[scale][0], f"{title}, the load proper", self.out / f"profile-light-{scale}x-load.svg"
+                profiled[scale][0],
+                f"{title}, the load proper",
+                self.out / f"profile-{data_profile}-{scale}x-load.svg",
             )
             everything, loading = sum(stacks.values()), sum(profiled[scale][0].values())
             phase = run.metadata("changeble_user_properties", "duration_seconds")
@@ -429,20 +434,20 @@ class Bench:
                 "load_phase_seconds": phase,
             }
             log(
-                f"profile light {scale}x: {everything} samples, {loading} in the load proper; load phase "
+                f"profile {data_profile} {scale}x: {everything} samples, {loading} in the load proper; load phase "
                 f"{phase} s under py-spy"
             )
         comparison = {"runs": runs, **profile.compare(("1x", *profiled[1]), ("4x", *profiled[4]))}
-        text = "The load proper (loop, committer and read-ahead threads), light profile:\n" + (
+        text = f"The load proper (loop, committer and read-ahead threads), {data_profile} profile:\n" + (
             profile.format_comparison(comparison, "1x", "4x")
         )
-        (self.out / "profile-light.txt").write_text(text + "\n")
+        (self.out / f"profile-{data_profile}.txt").write_text(text + "\n")
         print(text)
         return comparison
 
     # -- the whole run ------------------------------------------------------------------
 
-    def run(self, with_profile: bool, prepare_only: bool = False) -> dict[str, Any]:
+    def run(self, profiles: list[str], prepare_only: bool = False) -> dict[str, Any]:
         _wait_for_postgres()
         machine = machine_info()
         log(f"run {self.run_id}: {', '.join(sorted(self.stages))}; results in {self.out.relative_to(REPO)}")
@@ -475,7 +480,7 @@ class Bench:
             log(f"-- {name}")
             _wait_for_postgres()
             step()
-        comparison = self.run_profile() if with_profile else None
+        comparison = {name: self.run_profile(name) for name in profiles} or None
         checked = targets(self.rows, self.startup_seconds)
         machine["load_average_end"] = os.getloadavg()
         report = {
@@ -628,6 +633,11 @@ def _machine_line(machine: dict[str, Any]) -> str:
     )
 
 
+def _profiles(option: str | None, in_stages: bool) -> list[str]:
+    chosen = option or ("light" if in_stages else None)
+    return [] if chosen is None else ["light", "heavy"] if chosen == "both" else [chosen]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, for developing the bench")
@@ -637,7 +647,11 @@ def main(argv: list[str] | None = None) -> int:
         "rerun needs load)",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="also profile the light load at 1x and 4x (py-spy)"
+        "--profile",
+        nargs="?",
+        const="light",
+        choices=("light", "heavy", "both"),
+        help="also profile the load of a data profile (default light) at 1x and 4x (py-spy)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the DWH schemas and S3 objects of the run")
     parser.add_argument(
@@ -659,6 +673,6 @@ def main(argv: list[str] | None = None) -> int:
             )
     run_id = time.strftime("%Y%m%dT%H%M%S") + ("-quick" if args.quick else "")
     Bench(QUICK if args.quick else FULL, stages, run_id, args.keep).run(
-        args.profile or PROFILE in stages, args.prepare
+        _profiles(args.profile, PROFILE in stages), args.prepare
     )
     return 0
