@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -93,7 +94,10 @@ class Bench:
 
     def schema(self, label: str) -> str:
         self._schemas += 1
-        return f"bench_{self.run_id[-6:]}_{self._schemas}_{label}".lower().replace("-", "_")[:63]
+        # Single underscores only: dlt normalizes its dataset name that way, and the schema it
+        # creates must be the one dropped afterwards.
+        name = f"bench_{self.run_id[-6:]}_{self._schemas}_{label}".lower().replace("-", "_")
+        return re.sub("_+", "_", name)[:55]
 
     def drop_schema(self, schema: str) -> None:
         if self.keep:
