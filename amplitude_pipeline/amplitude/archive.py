@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import gzip
 import re
-import shutil
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from amplitude_pipeline.inflate import GzipMemberInflater
 
 _MEMBER_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{1,2})#(\d+)\.json(\.gz)?$")
 _COPY_BUFFER = 1 << 20
@@ -95,21 +96,38 @@ def _append_member(archive: zipfile.ZipFile, hour_file: HourFile, out: BinaryIO)
         with archive.open(hour_file.name) as raw, gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
             return _copy_counting_lines(raw, gz)
     with archive.open(hour_file.name) as raw:
-        shutil.copyfileobj(raw, out, _COPY_BUFFER)
-    with archive.open(hour_file.name) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as plain:
-        lines, ends_with_newline = _count_lines(plain)
+        lines, ends_with_newline = _copy_verifying_gzip(raw, out)
     if not ends_with_newline:
         out.write(_NEWLINE_MEMBER)
     return lines
 
 
-def _count_lines(stream: _Readable) -> tuple[int, bool]:
-    """Lines in ``stream`` (a last line without its newline counts) and whether it ends with one."""
+def _copy_verifying_gzip(raw: _Readable, out: _Writable) -> tuple[int, bool]:
+    """Copy a gzip file's bytes as they are, inflating them on the way to verify them and count
+    their lines (a last line without its newline counts); also whether the text ends with one.
+
+    One pass over the member. Several concatenated gzip members are one text, as every gzip
+    reader sees them; a member cut short raises ``EOFError``.
+    """
+    inflater = GzipMemberInflater()
     newlines = 0
     last_byte = b"\n"
-    while chunk := stream.read(_COPY_BUFFER):
-        newlines += chunk.count(b"\n")
-        last_byte = chunk[-1:]
+    in_member = False
+    while chunk := raw.read(_COPY_BUFFER):
+        out.write(chunk)
+        while chunk:
+            in_member = True
+            text = inflater.decompress(chunk)
+            if text:
+                newlines += text.count(b"\n")
+                last_byte = text[-1:]
+            if not inflater.eof:
+                break
+            chunk = inflater.unused_data
+            inflater = GzipMemberInflater()
+            in_member = False
+    if in_member:
+        raise EOFError("the gzip member ends before its end marker (truncated)")
     ends_with_newline = last_byte == b"\n"
     return newlines + (0 if ends_with_newline else 1), ends_with_newline
 

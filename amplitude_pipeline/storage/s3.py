@@ -18,6 +18,7 @@ from dagster import ConfigurableResource, ResourceDependency
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
+from amplitude_pipeline.inflate import GzipMemberInflater
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.retries import DEFAULT_RETRY, RetrySettings, describe_error, retrying
 
@@ -25,7 +26,6 @@ DEFAULT_PREFIX = "amplitude/events"
 _PART_SIZE = 64 * 1024 * 1024
 _READ_CHUNK = 1 << 20
 _READ_AHEAD_BLOCKS = 4
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
 _UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LIST_PAGE_SIZE = 1000  # S3 returns at most this many keys per ListObjectsV2 request
 # Multipart from disk: memory is bounded by part size x concurrency, whatever the week's size,
@@ -267,7 +267,7 @@ class _Readable(Protocol):
 def iter_gzip_lines(stream: _Readable, chunk_size: int = _READ_CHUNK) -> Generator[bytes, None, None]:
     """The lines (without their newline) of a gzip stream of one or more members.
 
-    Reading and decompressing run on a thread of their own, a few chunks ahead: zlib releases
+    Reading and decompressing run on a thread of their own, a few chunks ahead: inflating releases
     the GIL, so inflating overlaps the caller's parsing on the other core. Chunks are large
     and split at once, instead of ``GzipFile``'s small reads and per-line calls. Memory is a
     few chunks and their decompressed form. A stream that ends inside a member raises
@@ -281,7 +281,7 @@ def _gzip_line_blocks(stream: _Readable, chunk_size: int) -> Iterator[list[bytes
     """Blocks of whole lines. A UTF-8 byte order mark before the first line is an encoding marker
     (Windows tools add it), not data; zero bytes after the last member are padding (tape and
     block tools add it), as ``gzip -d`` reads them."""
-    decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
+    decompressor = GzipMemberInflater()
     in_member = False
     members = 0
     in_padding = False
@@ -314,7 +314,7 @@ def _gzip_line_blocks(stream: _Readable, chunk_size: int) -> Iterator[list[bytes
             if not decompressor.eof:
                 break
             chunk = decompressor.unused_data
-            decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
+            decompressor = GzipMemberInflater()
             in_member = False
             members += 1
     if in_member:
