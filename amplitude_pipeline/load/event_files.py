@@ -326,10 +326,11 @@ _Work = tuple[ReducedBatch, FileCheckpoint]
 class _BatchCommitter:
     """Commits batches, in order, on a thread of its own.
 
-    PostgreSQL merges one batch while the next is parsed and transformed; the queue holds at
-    most one batch waiting, so memory stays at a few batches. Each batch commits with its
-    checkpoint; after a failed commit the rest are dropped, and the loader stops at the first
-    line of the failed batch.
+    PostgreSQL merges one batch while the next is parsed and transformed. A batch is handed
+    over only when the previous one is committed, so at most two batches are alive: the one
+    being committed and the one being built (a batch holds its records until it is written).
+    Each batch commits with its checkpoint; after a failed commit the rest are dropped, and the
+    loader stops at the first line of the failed batch.
     """
 
     def __init__(self, dwh: DWHRepository, result: FileLoadResult, log: Log | None) -> None:
@@ -337,6 +338,7 @@ class _BatchCommitter:
         self._result = result
         self._log = log
         self._queue: queue.Queue[_Work | None] = queue.Queue(maxsize=1)
+        self._idle = threading.Semaphore(1)
         self._failure: EventFileLoadError | _RefusedBatch | None = None
         self._thread = threading.Thread(target=self._run, name="dwh-batch-committer", daemon=True)
 
@@ -351,6 +353,7 @@ class _BatchCommitter:
         if self._failure is not None:
             self._finish()
         checkpoint = FileCheckpoint(self._result.file_key, self._result.etag, last_line, finished)
+        self._idle.acquire()  # the previous batch is committed (or dropped)
         self._queue.put((batch, checkpoint))
 
     def fail(self, batch: ReducedBatch, line_index: int, message: str, retryable: bool = False) -> NoReturn:
@@ -369,24 +372,30 @@ class _BatchCommitter:
 
     def _run(self) -> None:
         while (work := self._queue.get()) is not None:
-            if self._failure is not None:
-                continue  # keep draining, so that the loader never blocks on a full queue
-            batch, checkpoint = work
             try:
-                self._commit(batch, checkpoint)
-            except BaseException as error:  # whatever it is, the load must fail with it
-                first_line = self._result.last_successful_line + 1
-                if is_record_level_db_error(error):
-                    self._failure = _RefusedBatch(
-                        self._result, first_line, checkpoint.last_successful_line, error
-                    )
-                else:
-                    self._failure = EventFileLoadError(
-                        self._result,
-                        first_line,
-                        write_failure_message(self._dwh, error),
-                        retryable=is_db_error(error),
-                    )
+                self._commit_unless_failed(*work)
+            finally:
+                del work  # the batch's records go as soon as it is written
+                self._idle.release()
+
+    def _commit_unless_failed(self, batch: ReducedBatch, checkpoint: FileCheckpoint) -> None:
+        if self._failure is not None:
+            return  # keep draining, so that the loader never blocks
+        try:
+            self._commit(batch, checkpoint)
+        except BaseException as error:  # whatever it is, the load must fail with it
+            first_line = self._result.last_successful_line + 1
+            if is_record_level_db_error(error):
+                self._failure = _RefusedBatch(
+                    self._result, first_line, checkpoint.last_successful_line, error
+                )
+            else:
+                self._failure = EventFileLoadError(
+                    self._result,
+                    first_line,
+                    write_failure_message(self._dwh, error),
+                    retryable=is_db_error(error),
+                )
 
     def _commit(self, batch: ReducedBatch, checkpoint: FileCheckpoint) -> None:
         result = self._result

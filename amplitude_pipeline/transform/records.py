@@ -344,26 +344,47 @@ def transform_single_record(
 class UserPropertiesMemo:
     """Each user's last converted ``user_properties`` snapshot.
 
-    Every event carries the user's whole snapshot, and a user has few versions of it, so most
-    events repeat the snapshot of the user's previous event. Comparing two dicts is far
-    cheaper than converting one. Equality alone is not enough (``1 == 1.0 == True`` while
-    their text forms differ), so the value types must match too. It holds at most
-    ``max_users`` snapshots (a few KiB each) and starts afresh when full, so memory is
-    bounded however many users a file has.
+    Every event carries the user's whole snapshot, and a user has few versions of it, so when
+    a user has many events most of them repeat the snapshot of the user's previous event.
+    Comparing two dicts is far cheaper than converting one. Equality alone is not enough
+    (``1 == 1.0 == True`` while their text forms differ), so the value types must match too.
+    It holds at most ``max_users`` snapshots (a few KiB each) and starts afresh when full, so
+    memory is bounded however many users a file has.
+
+    Where users seldom repeat a snapshot before the memo is full again (a week of many light
+    users), remembering costs time and memory and saves nothing. Once it has been full, the
+    memo therefore counts its hits per ``window`` lookups: below one in ``min_hit_share``, it
+    forgets everything and rests for ``rest_windows`` windows (converting every snapshot), then
+    tries again. Results are the same either way.
     """
 
-    __slots__ = ("_last", "_max_users")
+    __slots__ = ("_has_been_full", "_hits", "_last", "_lookups", "_max_users", "_resting")
+
+    WINDOW = 50_000
+    MIN_HIT_SHARE = 0.15
+    REST_WINDOWS = 4
 
     def __init__(self, max_users: int = 50_000) -> None:
         self._last: dict[Any, tuple[Mapping[str, Any], tuple[type, ...], _Converted]] = {}
         self._max_users = max_users
+        self._has_been_full = False
+        self._lookups = 0
+        self._hits = 0
+        self._resting = 0
 
     def __len__(self) -> int:
         return len(self._last)
 
+    @property
+    def resting(self) -> bool:
+        return self._resting > 0
+
     def transform(
         self, user_properties: Mapping[str, Any], amplitude_id: int | None, mappings: FieldMappings
     ) -> _Converted:
+        if self._resting:
+            self._resting -= 1
+            return transform_user_properties(user_properties, mappings)
         user = user_properties.get(mappings.identity_key)
         if user is None:
             user = amplitude_id
@@ -371,15 +392,28 @@ class UserPropertiesMemo:
             cached = self._last.get(user)
         except TypeError:  # an unhashable identity value: the conversion reports it
             return transform_user_properties(user_properties, mappings)
+        self._lookups += 1
         # Types are compared only once the values are equal: a first sighting costs one lookup.
         if (
             cached is not None
             and cached[0] == user_properties
             and cached[1] == tuple(map(type, user_properties.values()))
         ):
-            return cached[2]
-        converted = transform_user_properties(user_properties, mappings)
-        if cached is None and len(self._last) >= self._max_users:
-            self._last.clear()
-        self._last[user] = (user_properties, tuple(map(type, user_properties.values())), converted)
+            self._hits += 1
+            converted = cached[2]
+        else:
+            converted = transform_user_properties(user_properties, mappings)
+            if cached is None and len(self._last) >= self._max_users:
+                self._last.clear()
+                self._has_been_full = True
+            self._last[user] = (user_properties, tuple(map(type, user_properties.values())), converted)
+        if self._lookups == self.WINDOW:
+            self._judge_the_window()
         return converted
+
+    def _judge_the_window(self) -> None:
+        if self._has_been_full and self._hits < self.WINDOW * self.MIN_HIT_SHARE:
+            self._last.clear()
+            self._has_been_full = False
+            self._resting = self.WINDOW * self.REST_WINDOWS
+        self._lookups = self._hits = 0

@@ -344,3 +344,48 @@ def test_the_memo_converts_each_users_repeated_snapshot_once(
             event = make_event(city="Kazan", **identity) | {"amplitude_id": amplitude_id}
             transform_single_record(event, mappings, memo)
     assert len(converted) == len(users)
+
+
+@pytest.fixture
+def small_memo_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(UserPropertiesMemo, "WINDOW", 10)
+    monkeypatch.setattr(UserPropertiesMemo, "REST_WINDOWS", 2)
+
+
+@pytest.mark.usefixtures("small_memo_windows")
+def test_a_memo_that_overflows_without_hits_rests_then_remembers_again(mappings: FieldMappings) -> None:
+    memo = UserPropertiesMemo(max_users=3)
+    cities = [
+        transform_single_record(make_event(ehr_id=f"E{n}", city=f"c{n}"), mappings, memo).changeable[1]
+        for n in range(10)
+    ]
+    assert (memo.resting, len(memo)) == (True, 0)
+    resting = [
+        transform_single_record(make_event(ehr_id=f"E{n}", city=f"r{n}"), mappings, memo).changeable[1]
+        for n in range(20)
+    ]
+    assert (memo.resting, len(memo)) == (False, 0)
+    transform_single_record(make_event(ehr_id="E0", city="again"), mappings, memo)
+    assert len(memo) == 1
+    assert cities == [f"c{n}" for n in range(10)]
+    assert resting == [f"r{n}" for n in range(20)]
+
+
+@pytest.mark.usefixtures("small_memo_windows")
+def test_a_memo_that_overflowed_keeps_remembering_while_users_repeat(mappings: FieldMappings) -> None:
+    memo = UserPropertiesMemo(max_users=2)
+    for n in range(3):
+        transform_single_record(make_event(ehr_id=f"E{n}", city="Kazan"), mappings, memo)
+    for _ in range(30):
+        assert (
+            transform_single_record(make_event(ehr_id="E2", city="Kazan"), mappings, memo).changeable[1]
+            == "Kazan"
+        )
+    assert (memo.resting, len(memo)) == (False, 1)
+
+
+def test_a_memo_that_never_overflowed_never_rests(mappings: FieldMappings) -> None:
+    memo = UserPropertiesMemo(max_users=UserPropertiesMemo.WINDOW + 1)
+    for n in range(UserPropertiesMemo.WINDOW):
+        transform_single_record(make_event(ehr_id=f"E{n}"), mappings, memo)
+    assert (memo.resting, len(memo)) == (False, UserPropertiesMemo.WINDOW)
