@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from amplitude_pipeline.transform.mapping import ColumnMapping, ConversionFailure
+from amplitude_pipeline.transform.mapping import ColumnMapping, ConversionFailure, sharing_equal_strings
 
 # Zone-less datetimes and strings are UTC: checked under a local zone that is not UTC, where
 # code reading them as local time would fail (on a UTC machine it would pass).
@@ -233,3 +233,28 @@ def test_value_map_applies_to_the_regex_output() -> None:
     level = column("int", regex=r"level-(\w+)", value_map={"max": 99})
     assert level.convert("level-max") == 99
     assert level.convert("level-7") == 7
+
+
+def _fresh_copy(text: str) -> str:
+    return "".join(list(text))  # an equal string that is another object, as each JSON line gives
+
+
+@pytest.mark.parametrize("options", [{}, {"regex": r"(\w+)"}, {"value_map": {"msk": "Moscow"}}])
+def test_a_text_column_returns_one_object_for_equal_strings(options: dict[str, Any]) -> None:
+    convert = column("str", **options).converter
+    first, again = convert(_fresh_copy("Kazan")), convert(_fresh_copy("Kazan"))
+    assert first == again == "Kazan"
+    assert first is again
+    assert convert(_fresh_copy("Ufa")) == "Ufa"
+
+
+def test_strings_past_the_sharing_limit_come_back_equal_and_unshared() -> None:
+    convert = sharing_equal_strings(lambda value: value, limit=2)
+    kept = [convert(_fresh_copy(text)) for text in ("a1", "b2")]
+    past = convert(_fresh_copy("c3"))
+    assert [convert(_fresh_copy(text)) for text in ("a1", "b2")] == kept
+    assert all(convert(_fresh_copy(text)) is shared for text, shared in zip(("a1", "b2"), kept, strict=True))
+    again = convert(_fresh_copy("c3"))
+    assert again == past == "c3"
+    assert again is not past
+    assert convert(None) is None
