@@ -24,7 +24,7 @@ from amplitude_pipeline.retries import DEFAULT_RETRY, RetrySettings, describe_er
 
 DEFAULT_PREFIX = "amplitude/events"
 _PART_SIZE = 64 * 1024 * 1024
-_READ_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 18  # ~1.5 MiB of lines a block: the read-ahead holds a few, not tens of MiB
 _READ_AHEAD_BLOCKS = 4
 _UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LIST_PAGE_SIZE = 1000  # S3 returns at most this many keys per ListObjectsV2 request
