@@ -351,23 +351,22 @@ class UserPropertiesMemo:
     It holds at most ``max_users`` snapshots (a few KiB each) and starts afresh when full, so
     memory is bounded however many users a file has.
 
-    Where users seldom repeat a snapshot before the memo is full again (a week of many light
-    users), remembering costs time and memory and saves nothing. Once it has been full, the
-    memo therefore counts its hits per ``window`` lookups: below one in ``min_hit_share``, it
-    forgets everything and rests for ``rest_windows`` windows (converting every snapshot), then
-    tries again. Results are the same either way.
+    Where users seldom repeat a snapshot (a week of many light users), remembering costs time
+    and memory and saves nothing. The memo therefore counts its hits per ``WINDOW`` lookups:
+    below ``MIN_HIT_SHARE`` of them, it forgets everything and rests for ``REST_WINDOWS``
+    windows (converting every snapshot), then tries again. The window is small next to
+    ``max_users``, so a memo that is of no use never grows large. Results are the same either way.
     """
 
-    __slots__ = ("_has_been_full", "_hits", "_last", "_lookups", "_max_users", "_resting")
+    __slots__ = ("_hits", "_last", "_lookups", "_max_users", "_resting")
 
-    WINDOW = 50_000
+    WINDOW = 10_000
     MIN_HIT_SHARE = 0.15
-    REST_WINDOWS = 4
+    REST_WINDOWS = 10
 
     def __init__(self, max_users: int = 50_000) -> None:
         self._last: dict[Any, tuple[Mapping[str, Any], tuple[type, ...], _Converted]] = {}
         self._max_users = max_users
-        self._has_been_full = False
         self._lookups = 0
         self._hits = 0
         self._resting = 0
@@ -405,15 +404,13 @@ class UserPropertiesMemo:
             converted = transform_user_properties(user_properties, mappings)
             if cached is None and len(self._last) >= self._max_users:
                 self._last.clear()
-                self._has_been_full = True
             self._last[user] = (user_properties, tuple(map(type, user_properties.values())), converted)
         if self._lookups == self.WINDOW:
             self._judge_the_window()
         return converted
 
     def _judge_the_window(self) -> None:
-        if self._has_been_full and self._hits < self.WINDOW * self.MIN_HIT_SHARE:
+        if self._hits < self.WINDOW * self.MIN_HIT_SHARE:
             self._last.clear()
-            self._has_been_full = False
             self._resting = self.WINDOW * self.REST_WINDOWS
         self._lookups = self._hits = 0

@@ -352,40 +352,45 @@ def small_memo_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(UserPropertiesMemo, "REST_WINDOWS", 2)
 
 
+def _city(memo: UserPropertiesMemo, mappings: FieldMappings, ehr_id: str, city: str) -> Any:
+    return transform_single_record(make_event(ehr_id=ehr_id, city=city), mappings, memo).changeable[1]
+
+
 @pytest.mark.usefixtures("small_memo_windows")
-def test_a_memo_that_overflows_without_hits_rests_then_remembers_again(mappings: FieldMappings) -> None:
-    memo = UserPropertiesMemo(max_users=3)
-    cities = [
-        transform_single_record(make_event(ehr_id=f"E{n}", city=f"c{n}"), mappings, memo).changeable[1]
-        for n in range(10)
-    ]
+def test_a_memo_without_hits_rests_long_before_it_is_full_then_remembers_again(
+    mappings: FieldMappings,
+) -> None:
+    memo = UserPropertiesMemo(max_users=1000)
+    first = [_city(memo, mappings, f"E{n}", f"c{n}") for n in range(10)]
     assert (memo.resting, len(memo)) == (True, 0)
-    resting = [
-        transform_single_record(make_event(ehr_id=f"E{n}", city=f"r{n}"), mappings, memo).changeable[1]
-        for n in range(20)
-    ]
+    resting = [_city(memo, mappings, f"E{n}", f"r{n}") for n in range(20)]
     assert (memo.resting, len(memo)) == (False, 0)
-    transform_single_record(make_event(ehr_id="E0", city="again"), mappings, memo)
+    _city(memo, mappings, "E0", "again")
     assert len(memo) == 1
-    assert cities == [f"c{n}" for n in range(10)]
+    assert first == [f"c{n}" for n in range(10)]
     assert resting == [f"r{n}" for n in range(20)]
 
 
 @pytest.mark.usefixtures("small_memo_windows")
-def test_a_memo_that_overflowed_keeps_remembering_while_users_repeat(mappings: FieldMappings) -> None:
+def test_a_memo_keeps_remembering_while_users_repeat_even_when_it_overflows(mappings: FieldMappings) -> None:
     memo = UserPropertiesMemo(max_users=2)
     for n in range(3):
-        transform_single_record(make_event(ehr_id=f"E{n}", city="Kazan"), mappings, memo)
-    for _ in range(30):
-        assert (
-            transform_single_record(make_event(ehr_id="E2", city="Kazan"), mappings, memo).changeable[1]
-            == "Kazan"
-        )
+        _city(memo, mappings, f"E{n}", "Kazan")
+    assert [_city(memo, mappings, "E2", "Kazan") for _ in range(30)] == ["Kazan"] * 30
     assert (memo.resting, len(memo)) == (False, 1)
 
 
-def test_a_memo_that_never_overflowed_never_rests(mappings: FieldMappings) -> None:
-    memo = UserPropertiesMemo(max_users=UserPropertiesMemo.WINDOW + 1)
-    for n in range(UserPropertiesMemo.WINDOW):
-        transform_single_record(make_event(ehr_id=f"E{n}"), mappings, memo)
-    assert (memo.resting, len(memo)) == (False, UserPropertiesMemo.WINDOW)
+@pytest.mark.usefixtures("small_memo_windows")
+def test_a_memo_rests_on_a_window_just_under_the_hit_share(mappings: FieldMappings) -> None:
+    """One hit in a window of ten is under 15 %; two are over it."""
+    memo = UserPropertiesMemo(max_users=1000)
+    for n in range(9):
+        _city(memo, mappings, f"E{n}", "Kazan")
+    _city(memo, mappings, "E0", "Kazan")
+    assert memo.resting
+    memo = UserPropertiesMemo(max_users=1000)
+    for n in range(8):
+        _city(memo, mappings, f"E{n}", "Kazan")
+    _city(memo, mappings, "E0", "Kazan")
+    _city(memo, mappings, "E1", "Kazan")
+    assert not memo.resting
