@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from dagster import RetryPolicy
 from dagster_aws.s3 import S3Resource
 from sqlalchemy import create_engine, text
 
@@ -118,3 +119,17 @@ def dwh(dwh_schema: str) -> Iterator[DWHRepository]:
     repository.ensure_schema()
     yield repository
     repository.engine.dispose()
+
+
+@pytest.fixture
+def step_retry_delays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Dagster's step retries without their wait (the policy's delays are minutes): the attempt
+    numbers Dagster asked the policy to delay, recorded; the retry itself runs at once."""
+    asked: list[int] = []
+
+    def no_delay(policy: RetryPolicy, attempt_num: int) -> float:
+        asked.append(attempt_num)
+        return 0
+
+    monkeypatch.setattr(RetryPolicy, "calculate_delay", no_delay)
+    return asked

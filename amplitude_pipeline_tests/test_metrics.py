@@ -2,10 +2,9 @@
 for the Pushgateway where a request has to be seen."""
 
 import base64
-import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -21,20 +20,9 @@ from amplitude_pipeline.metrics import (
     s3_file_labels,
     tmp_table_labels,
 )
+from amplitude_pipeline_tests.support import RecordingLog, closed_port
 
 WEEK_LABELS = {"source": "s3", "prefix": "amplitude/events", "partition": "2024-01-08"}
-
-
-@dataclass
-class RecordingLog:
-    infos: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def info(self, msg: str, /) -> None:
-        self.infos.append(msg)
-
-    def warning(self, msg: str, /) -> None:
-        self.warnings.append(msg)
 
 
 @dataclass
@@ -77,13 +65,6 @@ def gateway() -> Iterator[FakeGateway]:
         server.shutdown()
         server.server_close()
         thread.join()
-
-
-def closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def week_metrics(**overrides: object) -> LoadMetrics:

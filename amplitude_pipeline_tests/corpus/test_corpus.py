@@ -28,7 +28,7 @@ from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline.text import short_repr
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 from amplitude_pipeline_tests.corpus.manifest import Case, Outcome, expand, load_cases
-from amplitude_pipeline_tests.load.test_event_files import forbid_city, rows
+from amplitude_pipeline_tests.load.support import forbid_city, rows
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import NO_METRICS, WEEK, failure_metadata
 from amplitude_pipeline_tests.load.events import event, upload_events
-from amplitude_pipeline_tests.load.test_event_files import rows
+from amplitude_pipeline_tests.load.support import fail_a_batch_write, rows
 
 pytestmark = pytest.mark.integration
 
@@ -60,16 +60,9 @@ def test_a_dwh_outage_beyond_the_retries_is_retried_and_resumes_after_the_checkp
     raw_event_store, dwh, monkeypatch
 ):
     week_of(raw_event_store, events(6))
-    real_write_batch = DWHRepository.write_batch
-    calls: list[int] = []
-
-    def write_batch_down_once(self, conn, batch):
-        calls.append(batch.records)
-        if len(calls) == 2:
-            raise psycopg.errors.InsufficientPrivilege("the DWH refused this connection's writes for now")
-        return real_write_batch(self, conn, batch)
-
-    monkeypatch.setattr(DWHRepository, "write_batch", write_batch_down_once)
+    calls = fail_a_batch_write(
+        monkeypatch, psycopg.errors.InsufficientPrivilege("the DWH refused this connection's writes for now")
+    )
     result = load_week(raw_event_store, dwh)
 
     assert result.success

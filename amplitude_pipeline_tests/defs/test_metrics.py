@@ -21,13 +21,13 @@ from amplitude_pipeline.settings import Settings
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import WEEK, failure_metadata, materializations, values
-from amplitude_pipeline_tests.defs.tmp_user_properties.test_tmp_user_properties import (
+from amplitude_pipeline_tests.defs.tmp_user_properties.support import (
     five_rows,
     run_migration,
 )
 from amplitude_pipeline_tests.load.events import event, upload_events
-from amplitude_pipeline_tests.load.test_tmp_table import seed, tmp_row
-from amplitude_pipeline_tests.test_metrics import RecordingLog, closed_port
+from amplitude_pipeline_tests.load.support import seed, tmp_row
+from amplitude_pipeline_tests.support import RecordingLog, closed_port
 
 LABELS = {"source": "s3", "prefix": "p", "partition": WEEK}
 METRIC_NAMES = set(METRIC_HELP)

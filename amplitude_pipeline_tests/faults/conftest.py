@@ -10,7 +10,6 @@ from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 
 # Dagster's step retries without their minutes of delay (the fixture of amplitude_events' tests).
-from amplitude_pipeline_tests.defs.amplitude.test_assets import step_retry_delays  # noqa: F401
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from amplitude_pipeline.storage.dwh import DWHRepository, FileCheckpoint
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.conftest import REPO_ROOT
 from amplitude_pipeline_tests.defs.support import WEEK
-from amplitude_pipeline_tests.load.test_event_files import rows
+from amplitude_pipeline_tests.load.support import rows
 from amplitude_simulator import SimulatorConfig, expected_week_lines
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")

@@ -16,7 +16,7 @@ from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 from amplitude_pipeline_tests.load.events import event, upload_events
-from amplitude_pipeline_tests.load.test_event_files import rows
+from amplitude_pipeline_tests.load.support import rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

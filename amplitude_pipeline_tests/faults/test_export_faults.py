@@ -13,7 +13,7 @@ from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.storage.s3 import RawEventStore
-from amplitude_pipeline_tests.defs.amplitude.test_assets import final_error_text, step_retries
+from amplitude_pipeline_tests.defs.amplitude.support import final_error_text, step_retries
 from amplitude_pipeline_tests.defs.support import (
     SMALL_WEEK,
     WEEK,

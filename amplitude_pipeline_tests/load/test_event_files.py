@@ -14,7 +14,6 @@ import orjson
 import psycopg
 import pytest
 from botocore.exceptions import ClientError
-from sqlalchemy import select, text
 
 from amplitude_pipeline.load import event_files
 from amplitude_pipeline.load.event_files import EventFileLoadError, FileLoadInProgressError, load_event_file
@@ -23,17 +22,9 @@ from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 from amplitude_pipeline_tests.load.events import event, upload_events
+from amplitude_pipeline_tests.load.support import fail_a_batch_write, forbid_city, rows
 
 pytestmark = pytest.mark.integration
-
-
-def rows(dwh: DWHRepository, table_name: str) -> list[dict[str, Any]]:
-    table = getattr(dwh.tables, table_name)
-    columns = [column for column in table.columns if column.name != "loaded_at"]
-    with dwh.engine.connect() as conn:
-        result = conn.execute(select(*columns))
-        found = [dict(row._mapping) for row in result]
-    return sorted(found, key=lambda row: (str(row.get("ehr_id")), str(row.get("amplitude_id"))))
 
 
 def only_row(dwh: DWHRepository, table_name: str) -> dict[str, Any]:
@@ -438,16 +429,7 @@ class TestNoLineIsLostSilently:
         self, dwh, raw_event_store, monkeypatch, error
     ):
         key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(10))
-        real_write_batch = DWHRepository.write_batch
-        calls = []
-
-        def write_batch_failing_on_the_second(self, conn, batch):
-            calls.append(batch.records)
-            if len(calls) == 2:
-                raise error
-            return real_write_batch(self, conn, batch)
-
-        monkeypatch.setattr(DWHRepository, "write_batch", write_batch_failing_on_the_second)
+        fail_a_batch_write(monkeypatch, error)
 
         with pytest.raises(EventFileLoadError) as failure:
             load_event_file(dwh, raw_event_store, key, batch_size=2)
@@ -459,17 +441,6 @@ class TestNoLineIsLostSilently:
         assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {"E0", "E1"}
         checkpoint = dwh.get_checkpoint(key)
         assert (checkpoint.last_successful_line, checkpoint.finished) == (1, False)
-
-
-def forbid_city(dwh: DWHRepository, city: str) -> None:
-    """A constraint the DWH's owners might add: the database, not the transform, refuses a value."""
-    with dwh.engine.begin() as conn:
-        conn.execute(
-            text(
-                f'ALTER TABLE "{dwh.db_schema}".changeble_user_properties '
-                f"ADD CONSTRAINT city_allowed CHECK (city IS DISTINCT FROM '{city}')"
-            )
-        )
 
 
 class TestBadRecordsStopAtTheirLine:
@@ -565,16 +536,7 @@ class TestBadRecordsStopAtTheirLine:
         self, dwh, raw_event_store, monkeypatch
     ):
         key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(10))
-        real_write_batch = DWHRepository.write_batch
-        calls = []
-
-        def refusing_the_second_batch_once(self, conn, batch):
-            calls.append(batch.records)
-            if len(calls) == 2:
-                raise psycopg.errors.CheckViolation("a constraint that held for a moment")
-            return real_write_batch(self, conn, batch)
-
-        monkeypatch.setattr(DWHRepository, "write_batch", refusing_the_second_batch_once)
+        fail_a_batch_write(monkeypatch, psycopg.errors.CheckViolation("a constraint that held for a moment"))
         with pytest.raises(EventFileLoadError) as failure:
             load_event_file(dwh, raw_event_store, key, batch_size=4)
 
@@ -595,17 +557,11 @@ class TestBadRecordsStopAtTheirLine:
         self, dwh, raw_event_store, monkeypatch
     ):
         key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(10))
-        real_write_batch = DWHRepository.write_batch
-        calls = []
-
-        def replacing_the_object_then_refusing(self, conn, batch):
-            calls.append(batch.records)
-            if len(calls) == 2:
-                upload_events(raw_event_store, "file.jsonl.gz", numbered_events(3))
-                raise psycopg.errors.CheckViolation("refused")
-            return real_write_batch(self, conn, batch)
-
-        monkeypatch.setattr(DWHRepository, "write_batch", replacing_the_object_then_refusing)
+        fail_a_batch_write(
+            monkeypatch,
+            psycopg.errors.CheckViolation("refused"),
+            before_raising=lambda: upload_events(raw_event_store, "file.jsonl.gz", numbered_events(3)),
+        )
         with pytest.raises(EventFileLoadError) as failure:
             load_event_file(dwh, raw_event_store, key, batch_size=4)
 

@@ -1,45 +1,16 @@
 """Migration of tmp_user_properties against the real PostgreSQL (CONTRACT §6, §7)."""
 
 import threading
-import uuid
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 from amplitude_pipeline.load.event_files import load_event_file
 from amplitude_pipeline.load.tmp_table import TmpRowMigrationError, migrate_tmp_user_properties
-from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline_tests.load.events import BASE_PROPERTIES, event, upload_events
-from amplitude_pipeline_tests.load.test_event_files import forbid_city, rows
+from amplitude_pipeline_tests.load.events import event, upload_events
+from amplitude_pipeline_tests.load.support import forbid_city, migrated_flags, rows, seed, tmp_row
 
 pytestmark = pytest.mark.integration
-
-T0 = datetime(2024, 1, 8, tzinfo=UTC)
-
-
-def tmp_row(seconds: int, *, ehr_id: str | None, amplitude_id: int | None = None, **properties: Any) -> dict:
-    user_properties = {**BASE_PROPERTIES, **properties}
-    if ehr_id is not None:
-        user_properties["ehr_id"] = ehr_id
-    return {
-        "uuid": str(uuid.uuid4()),
-        "amplitude_id": amplitude_id,
-        "user_properties": user_properties,
-        "event_time": T0 + timedelta(seconds=seconds),
-    }
-
-
-def seed(dwh: DWHRepository, rows_to_insert: list[dict]) -> None:
-    with dwh.engine.begin() as conn:
-        conn.execute(insert(dwh.tables.tmp), rows_to_insert)
-
-
-def migrated_flags(dwh: DWHRepository) -> dict[str, bool]:
-    tmp = dwh.tables.tmp
-    with dwh.engine.connect() as conn:
-        return {row.uuid: row.migrated for row in conn.execute(select(tmp.c.uuid, tmp.c.migrated))}
 
 
 def test_twelve_thousand_and_one_rows_migrate_in_three_pages(dwh):

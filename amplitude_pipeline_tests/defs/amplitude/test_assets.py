@@ -4,10 +4,11 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-from dagster import Backoff, ExecuteInProcessResult, RetryPolicy, materialize
+from dagster import Backoff, RetryPolicy, materialize
 
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline_tests.defs.amplitude.support import final_error_text, step_retries
 from amplitude_pipeline_tests.defs.support import (
     SMALL_WEEK,
     WEEK,
@@ -39,35 +40,6 @@ def materialize_week(
             raise_on_error=False,
         )
         return result, sim.requests
-
-
-@pytest.fixture
-def step_retry_delays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Dagster's step retries without their wait (the policy's delays are minutes): the attempt
-    numbers Dagster asked the policy to delay, recorded; the retry itself runs at once."""
-    asked: list[int] = []
-
-    def no_delay(policy: RetryPolicy, attempt_num: int) -> float:
-        asked.append(attempt_num)
-        return 0
-
-    monkeypatch.setattr(RetryPolicy, "calculate_delay", no_delay)
-    return asked
-
-
-def step_retries(result: ExecuteInProcessResult) -> int:
-    return sum(event.is_step_up_for_retry for event in result.all_events)
-
-
-def final_error_text(result: ExecuteInProcessResult) -> str:
-    """The step failure's message and every cause's: a retried step's failure wraps the last
-    attempt's error as its cause."""
-    error = result.get_step_failure_events()[0].step_failure_data.error
-    texts = []
-    while error is not None:
-        texts.append(error.message)
-        error = error.cause
-    return "\n".join(texts)
 
 
 def test_the_week_object_holds_exactly_the_served_events_and_the_metadata_describes_it(raw_event_store):

@@ -2,7 +2,6 @@
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from dagster import (
@@ -11,7 +10,6 @@ from dagster import (
     DagsterRun,
     DagsterRunStatus,
     Definitions,
-    ExecuteInProcessResult,
     RunRequest,
     SkipReason,
     build_sensor_context,
@@ -20,55 +18,28 @@ from dagster import (
 )
 from sqlalchemy import text
 
-from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.tmp_user_properties.assets import tmp_user_properties
-from amplitude_pipeline.defs.tmp_user_properties.jobs import migrate_tmp_user_properties
 from amplitude_pipeline.defs.tmp_user_properties.sensors import (
     MIGRATION_JOB,
     tmp_user_properties_backlog_sensor,
 )
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline_tests.defs.support import (
-    NO_METRICS,
     dwh_repository,
     failure_metadata,
     materializations,
     values,
 )
-from amplitude_pipeline_tests.load.test_tmp_table import migrated_flags, seed, tmp_row
+from amplitude_pipeline_tests.defs.tmp_user_properties.support import five_rows, run_migration
+from amplitude_pipeline_tests.load.support import migrated_flags, seed, tmp_row
 
 pytestmark = pytest.mark.integration
-
-OP_NAME = "migrate_tmp_user_properties_pages"
 
 
 @pytest.fixture
 def instance() -> Iterator[DagsterInstance]:
     with instance_for_test() as test_instance:
         yield test_instance
-
-
-def run_migration(
-    dwh: DWHRepository,
-    instance: DagsterInstance,
-    page_size: int,
-    metrics_pusher: MetricsPusher = NO_METRICS,
-) -> ExecuteInProcessResult:
-    defs = Definitions(
-        jobs=[migrate_tmp_user_properties], resources={"dwh": dwh, "metrics_pusher": metrics_pusher}
-    )
-    return defs.resolve_job_def(MIGRATION_JOB).execute_in_process(
-        run_config={"ops": {OP_NAME: {"config": {"page_size": page_size}}}},
-        instance=instance,
-        raise_on_error=False,
-    )
-
-
-def five_rows() -> list[dict[str, Any]]:
-    """Four patients (E0..E3) and one anonymous user known only by amplitude_id."""
-    return [tmp_row(i, ehr_id=f"E{i}", amplitude_id=i) for i in range(4)] + [
-        tmp_row(10, ehr_id=None, amplitude_id=77)
-    ]
 
 
 def test_the_job_migrates_every_page_and_reports_both_tables(dwh, instance):

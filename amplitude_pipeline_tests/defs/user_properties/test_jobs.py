@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from dagster import Definitions, ExecuteInProcessResult, RunConfig
-from sqlalchemy import select
 
 from amplitude_pipeline.defs.user_properties.jobs import (
     LoadS3EventFilesConfig,
@@ -17,7 +16,8 @@ from amplitude_pipeline.defs.user_properties.jobs import (
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import NO_METRICS, failure_metadata, values
-from amplitude_pipeline_tests.load.events import event, upload_events
+from amplitude_pipeline_tests.defs.user_properties.support import patients, permanent_ehr_ids
+from amplitude_pipeline_tests.load.events import upload_events
 
 pytestmark = pytest.mark.integration
 
@@ -52,15 +52,6 @@ def reported_files(result: ExecuteInProcessResult) -> list[tuple[str, str]]:
 
 def per_table(*keys: str) -> list[tuple[str, str]]:
     return [(table, key) for key in keys for table in (PERMANENT_TABLE, CHANGEABLE_TABLE)]
-
-
-def permanent_ehr_ids(dwh: DWHRepository) -> list[str]:
-    with dwh.engine.connect() as conn:
-        return sorted(conn.execute(select(dwh.tables.permanent.c.ehr_id)).scalars())
-
-
-def patients(day: str, *ehr_ids: str) -> list[dict[str, Any]]:
-    return [event(f"{day} {9 + i:02d}:00:00", ehr_id=ehr_id) for i, ehr_id in enumerate(ehr_ids)]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from amplitude_pipeline.load.s3_discovery import DiscoveryLimits
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import ListingPage, RawEventStore
 from amplitude_pipeline_tests.defs.support import NO_METRICS
-from amplitude_pipeline_tests.defs.user_properties.test_jobs import patients, permanent_ehr_ids
+from amplitude_pipeline_tests.defs.user_properties.support import patients, permanent_ehr_ids
 from amplitude_pipeline_tests.load.events import upload_events
 
 pytestmark = pytest.mark.integration
