@@ -3,11 +3,13 @@
 from collections.abc import Iterator
 
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
     AssetSpec,
     Config,
     Failure,
     MaterializeResult,
+    TimeWindowPartitionMapping,
     multi_asset,
 )
 from pydantic import Field
@@ -17,7 +19,6 @@ from amplitude_pipeline.defs.metadata import file_load_metadata, tables_metadata
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL
-from amplitude_pipeline.defs.user_properties.automation import tables_after_export
 from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
     EventFileLoadError,
@@ -42,25 +43,33 @@ class UserPropertiesLoadConfig(Config):
     )
 
 
+def _week_deps(table: str) -> list[AssetDep]:
+    """The week's export, and the table's previous week: CONTRACT §6 resolves a week's rows against
+    what earlier weeks left, so a backfill of the tables loads its weeks one after another, in
+    week order, and stops at the first that fails (CONTRACT §7)."""
+    return [
+        AssetDep("amplitude_events"),
+        AssetDep(table, partition_mapping=TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
+    ]
+
+
 @multi_asset(
     name="user_properties_tables",
     specs=[
         AssetSpec(
             PERMANENT_TABLE,
-            deps=["amplitude_events"],
+            deps=_week_deps(PERMANENT_TABLE),
             group_name="dwh",
             kinds={"postgres"},
             description="One row per ehr_id with its static facts; the first non-NULL value wins.",
-            automation_condition=tables_after_export,
         ),
         AssetSpec(
             CHANGEABLE_TABLE,
-            deps=["amplitude_events"],
+            deps=_week_deps(CHANGEABLE_TABLE),
             group_name="dwh",
             kinds={"postgres"},
             description="The freshest version of each user's changeable properties (per ehr_id, "
             "else per amplitude_id).",
-            automation_condition=tables_after_export,
         ),
     ],
     partitions_def=weekly_partitions,

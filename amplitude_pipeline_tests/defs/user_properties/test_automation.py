@@ -1,11 +1,12 @@
-"""``tables_after_export``: a week's tables follow its export with no person (CONTRACT §3).
+"""``tables_after_export_sensor``: a week's tables follow its export with no person (CONTRACT §3),
+one week at a time in week order (CONTRACT §7).
 
 Each test exports weeks for real (the simulator, S3, the blocking check in the same run, as the
-schedule and backfills run them) and evaluates the table assets' automation conditions tick by
-tick with ``evaluate_automation_conditions``, as ``tables_after_export_sensor`` does in the daemon.
+schedule and backfills run them) and evaluates the sensor tick by tick against the same instance,
+running each requested run the way the daemon would (a run key is launched once).
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,24 +14,28 @@ from pathlib import Path
 import pytest
 from dagster import (
     AssetKey,
-    AssetSelection,
-    AutomationConditionSensorDefinition,
+    DagsterEvent,
+    DagsterEventType,
     DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
     DefaultSensorStatus,
     Definitions,
     ExecuteInProcessResult,
-    evaluate_automation_conditions,
+    SensorDefinition,
+    build_sensor_context,
     instance_for_test,
     materialize,
 )
-from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
+from dagster._core.events import AssetMaterializationPlannedData
+from dagster._core.test_utils import create_run_for_test
 
 from amplitude_pipeline.definitions import defs as code_location
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.amplitude.checks import user_properties_keys_known
 from amplitude_pipeline.defs.tags import DWH_LOAD_TAGS
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
-from amplitude_pipeline.defs.user_properties.automation import tables_after_export, tables_after_export_sensor
+from amplitude_pipeline.defs.user_properties.automation import EVENTS, tables_after_export_sensor
 from amplitude_pipeline.defs.user_properties.checks import user_properties_tables_checks
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
@@ -43,52 +48,60 @@ from amplitude_pipeline_tests.defs.support import (
     simulator,
     unused_amplitude_resource,
 )
+from amplitude_pipeline_tests.load.support import rows
 from amplitude_simulator import SimulatorServer
 
 TABLE_KEYS = (AssetKey(PERMANENT_TABLE), AssetKey(CHANGEABLE_TABLE))
-# Old weeks, far from the latest time window that AutomationCondition.eager() limits itself to.
 WEEKS = ("2024-01-01", "2024-01-08", "2024-01-15")
 
 
-def test_the_code_location_runs_the_automation_by_default_over_both_tables():
+def test_the_code_location_runs_the_sensor_by_default_over_both_tables():
     sensor = code_location.resolve_sensor_def(tables_after_export_sensor.name)
-    assert isinstance(sensor, AutomationConditionSensorDefinition)
+    assert isinstance(sensor, SensorDefinition)
     assert sensor.default_status == DefaultSensorStatus.RUNNING
-    assert sensor.run_tags == DWH_LOAD_TAGS
+    assert sensor.asset_selection is not None
+    assert sensor.asset_selection.resolve(code_location.resolve_asset_graph()) == set(TABLE_KEYS)
+    # No declarative automation any more, so no default automation sensor of Dagster's own.
     graph = code_location.resolve_asset_graph()
-    assert sensor.asset_selection.resolve(graph) == set(TABLE_KEYS)
-    for key in TABLE_KEYS:
-        assert graph.get(key).automation_condition == tables_after_export
-    # Only the table assets are automated, so Dagster adds no (stopped) default sensor of its own.
-    assert {key for key in graph.get_all_asset_keys() if graph.get(key).automation_condition} == set(
-        TABLE_KEYS
-    )
+    assert not [key for key in graph.get_all_asset_keys() if graph.get(key).automation_condition]
     names = [sensor.name for sensor in code_location.get_repository_def().sensor_defs]
     assert "default_automation_condition_sensor" not in names
 
 
 @dataclass
 class Automation:
-    """The table assets' conditions, evaluated tick after tick against one instance."""
+    """The sensor's ticks against one instance; each requested run is run as the daemon would."""
 
-    instance: DagsterInstance
+    stack: "Stack"
     definitions: Definitions
-    cursor: AssetDaemonCursor | None = None
-    ticks: list[dict[str, set[str]]] = field(default_factory=list)
+    launched_run_keys: set[str] = field(default_factory=set)
+    skip_reasons: list[str] = field(default_factory=list)
 
-    def tick(self) -> set[str]:
-        """The weeks this tick requests; both tables are always requested together."""
-        result = evaluate_automation_conditions(
-            self.definitions,
-            self.instance,
-            asset_selection=AssetSelection.assets(*TABLE_KEYS),
-            cursor=self.cursor,
+    def tick(self, *, run: bool = True, dwh: DWHRepository | None = None) -> set[str]:
+        """The weeks this tick requests; ``run``: also run them (a run key only once)."""
+        context = build_sensor_context(
+            instance=self.stack.instance, repository_def=self.definitions.get_repository_def()
         )
-        self.cursor = result.cursor
-        requested = {key.to_user_string(): set(result.get_requested_partitions(key)) for key in TABLE_KEYS}
-        self.ticks.append(requested)
-        assert requested[PERMANENT_TABLE] == requested[CHANGEABLE_TABLE], requested
-        return {week for week in requested[PERMANENT_TABLE] if week is not None}
+        result = tables_after_export_sensor.evaluate_tick(context)
+        if result.skip_message:
+            self.skip_reasons.append(result.skip_message)
+        weeks = set()
+        for request in result.run_requests or []:
+            assert set(request.asset_selection or ()) == set(TABLE_KEYS), request
+            assert DWH_LOAD_TAGS.items() <= request.tags.items()
+            assert request.run_key is not None
+            if request.run_key in self.launched_run_keys:
+                continue  # the daemon launches a run key once
+            self.launched_run_keys.add(request.run_key)
+            assert request.partition_key is not None
+            weeks.add(request.partition_key)
+            if run:
+                self.stack.load_tables(request.partition_key, dwh=dwh, raise_on_error=False)
+        return weeks
+
+    @property
+    def last_skip_reason(self) -> str:
+        return self.skip_reasons[-1]
 
 
 @dataclass
@@ -115,6 +128,20 @@ class Stack:
             raise_on_error=False,
         )
 
+    def export_in_progress(self, week: str) -> DagsterRun:
+        """A run that has set out to export ``week`` and not finished (its planned event only)."""
+        run = create_run_for_test(self.instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED)
+        planned = DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value,
+            job_name=run.job_name,
+            event_specific_data=AssetMaterializationPlannedData(EVENTS, partition=week),
+        )
+        self.instance.report_dagster_event(planned, run_id=run.run_id)
+        return run
+
+    def finish(self, run: DagsterRun) -> None:
+        self.instance.report_run_failed(run, "the test's stand-in for a run that ended")
+
     def check_only(self, week: str) -> ExecuteInProcessResult:
         """The week's key check executed on its own (no new export), as from the UI."""
         job = Definitions(
@@ -127,13 +154,17 @@ class Stack:
         )
         return subset.execute_in_process(partition_key=week, instance=self.instance)
 
-    def load_tables(self, week: str) -> ExecuteInProcessResult:
+    def load_tables(
+        self, week: str, *, dwh: DWHRepository | None = None, raise_on_error: bool = True
+    ) -> ExecuteInProcessResult:
         """What the requested run does: the week's tables and their checks."""
         return materialize(
             [user_properties_tables, user_properties_tables_checks],
             partition_key=week,
             instance=self.instance,
-            resources=self._resources(None),
+            resources=self._resources(dwh),
+            raise_on_error=raise_on_error,
+            tags=DWH_LOAD_TAGS,
         )
 
     def automation(self) -> Automation:
@@ -143,7 +174,7 @@ class Stack:
             asset_checks=[user_properties_keys_known, user_properties_tables_checks],
             resources=self._resources(None),
         )
-        return Automation(self.instance, definitions)
+        return Automation(self, definitions)
 
     def _resources(self, dwh: DWHRepository | None) -> dict[str, object]:
         return {
@@ -179,62 +210,63 @@ def test_an_export_is_followed_by_that_weeks_tables_once(stack: Stack):
     assert stack.export(WEEKS[1]).success
 
     assert automation.tick() == {WEEKS[1]}
-    # Requested once: the next ticks leave it alone, and so does the load itself.
     assert automation.tick() == set()
-    assert stack.load_tables(WEEKS[1]).success
-    assert automation.tick() == set()
+    assert "every exported week" in automation.last_skip_reason
 
 
 @pytest.mark.integration
-def test_every_week_of_a_backfill_gets_its_tables_not_only_the_latest(stack: Stack):
+def test_weeks_exported_before_the_sensor_ever_ran_are_loaded_in_week_order(stack: Stack):
+    # Exported before the first evaluation, the sensor off, the daemon down: the same state.
+    for week in reversed(WEEKS):
+        assert stack.export(week).success
     automation = stack.automation()
-    automation.tick()
 
-    # A backfill's runs finish one after the other; a tick sees those finished since the last.
-    assert stack.export(WEEKS[0]).success
-    assert stack.export(WEEKS[1]).success
-    assert automation.tick() == {WEEKS[0], WEEKS[1]}
+    assert [automation.tick() for _ in range(4)] == [{WEEKS[0]}, {WEEKS[1]}, {WEEKS[2]}, set()]
+
+
+@pytest.mark.integration
+def test_a_later_week_exported_first_waits_for_the_earlier_export(stack: Stack):
+    automation = stack.automation()
     assert stack.export(WEEKS[2]).success
-    assert automation.tick() == {WEEKS[2]}
+    running = stack.export_in_progress(WEEKS[1])
+
     assert automation.tick() == set()
+    assert f"week {WEEKS[1]} waits: its export is running" in automation.last_skip_reason
+
+    stack.finish(running)
+    assert stack.export(WEEKS[1]).success
+    assert [automation.tick() for _ in range(3)] == [{WEEKS[1]}, {WEEKS[2]}, set()]
 
 
 @pytest.mark.integration
 def test_a_run_that_also_selected_the_tables_is_not_followed_by_a_second_load(stack: Stack):
     automation = stack.automation()
-    automation.tick()
 
     assert stack.export(WEEKS[1], with_tables=True).success
 
     assert automation.tick() == set()
-    assert automation.tick() == set()
 
 
 @pytest.mark.integration
-def test_a_week_whose_key_check_fails_waits_until_it_passes_after_a_new_export(stack: Stack, tmp_path: Path):
+def test_a_week_whose_key_check_fails_holds_back_later_weeks_until_it_passes(stack: Stack, tmp_path: Path):
     automation = stack.automation()
-    automation.tick()
-
     with mapping_without_city(stack, tmp_path) as broken:
         failed = stack.export(WEEKS[0], dwh=broken)
     [evaluation] = failed.get_asset_check_evaluations()
     assert (evaluation.passed, evaluation.partition) == (False, WEEKS[0])
-    assert automation.tick() == set()
-    # A later week that passes is loaded; the failed week is not loaded along with it.
     assert stack.export(WEEKS[1]).success
-    assert automation.tick() == {WEEKS[1]}
-    assert automation.tick() == set()
 
-    # The mapping fixed, the week exported again: its check passes and its tables follow.
-    assert stack.export(WEEKS[0]).success
-    assert automation.tick() == {WEEKS[0]}
     assert automation.tick() == set()
+    assert f"week {WEEKS[0]} waits: user_properties_keys_known has not passed" in automation.last_skip_reason
+
+    # The mapping fixed, the week exported again: its tables follow, then the later week's.
+    assert stack.export(WEEKS[0]).success
+    assert [automation.tick() for _ in range(3)] == [{WEEKS[0]}, {WEEKS[1]}, set()]
 
 
 @pytest.mark.integration
 def test_a_failed_week_is_also_released_by_its_check_passing_on_its_own(stack: Stack, tmp_path: Path):
     automation = stack.automation()
-    automation.tick()
     with mapping_without_city(stack, tmp_path) as broken:
         stack.export(WEEKS[0], dwh=broken)
     assert automation.tick() == set()
@@ -245,3 +277,56 @@ def test_a_failed_week_is_also_released_by_its_check_passing_on_its_own(stack: S
 
     assert automation.tick() == {WEEKS[0]}
     assert automation.tick() == set()
+
+
+@pytest.mark.integration
+def test_a_failed_table_run_is_not_started_again_and_holds_back_later_weeks(stack: Stack, tmp_path: Path):
+    automation = stack.automation()
+    assert stack.export(WEEKS[0]).success
+    assert stack.export(WEEKS[1]).success
+    # The load fails (its mapping lacks a key the check's mapping has), after the check passed.
+    with mapping_without_city(stack, tmp_path) as broken:
+        assert automation.tick(dwh=broken) == {WEEKS[0]}
+
+    for _ in range(3):
+        assert automation.tick() == set()
+    assert f"week {WEEKS[0]} waits: run " in automation.last_skip_reason
+    assert "re-execute that run" in automation.last_skip_reason
+
+    # Someone re-executes it (here: materializes the week's tables): the later week follows.
+    assert stack.load_tables(WEEKS[0]).success
+    assert [automation.tick() for _ in range(2)] == [{WEEKS[1]}, set()]
+
+
+@pytest.mark.integration
+def test_a_new_export_of_a_loaded_week_is_loaded_again(stack: Stack):
+    automation = stack.automation()
+    assert stack.export(WEEKS[0]).success
+    assert automation.tick() == {WEEKS[0]}
+
+    assert stack.export(WEEKS[0]).success
+
+    assert automation.tick() == {WEEKS[0]}
+    assert automation.tick() == set()
+
+
+@pytest.mark.integration
+def test_tables_loaded_by_the_sensor_equal_a_serial_load_in_week_order(
+    stack: Stack, new_dwh_schema: Callable[[], str]
+):
+    automation = stack.automation()
+    # A backfill's exports all start, then finish out of order, the sensor ticking in between.
+    running = {week: stack.export_in_progress(week) for week in WEEKS}
+    for week in (WEEKS[2], WEEKS[0], WEEKS[1]):
+        stack.finish(running[week])
+        assert stack.export(week).success
+        automation.tick()
+    while automation.tick():
+        pass
+
+    with dwh_repository(new_dwh_schema()) as serial:
+        for week in WEEKS:
+            assert stack.load_tables(week, dwh=serial).success
+        for table in ("permanent", "changeable"):
+            assert rows(stack.dwh, table) == rows(serial, table)
+            assert rows(stack.dwh, table)
