@@ -12,7 +12,10 @@ from amplitude_pipeline.defs.resources import build_resources
 from amplitude_pipeline.defs.tmp_user_properties.assets import tmp_user_properties
 from amplitude_pipeline.defs.tmp_user_properties.jobs import migrate_tmp_user_properties
 from amplitude_pipeline.defs.tmp_user_properties.schedules import hourly_tmp_user_properties_migration
-from amplitude_pipeline.defs.tmp_user_properties.sensors import tmp_user_properties_backlog_sensor
+from amplitude_pipeline.defs.tmp_user_properties.sensors import (
+    tmp_user_properties_backlog_sensor,
+    tmp_user_properties_observation_sensor,
+)
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
 from amplitude_pipeline.defs.user_properties.automation import tables_after_export_sensor
 from amplitude_pipeline.defs.user_properties.checks import user_properties_tables_checks
@@ -36,7 +39,12 @@ defs = Definitions(
     asset_checks=[user_properties_keys_known, user_properties_tables_checks],
     jobs=[export_amplitude_events, export_amplitude_range, migrate_tmp_user_properties, load_s3_event_files],
     schedules=[weekly_amplitude_export, hourly_tmp_user_properties_migration],
-    sensors=[tmp_user_properties_backlog_sensor, s3_new_objects_sensor, tables_after_export_sensor],
+    sensors=[
+        tmp_user_properties_backlog_sensor,
+        tmp_user_properties_observation_sensor,
+        s3_new_objects_sensor,
+        tables_after_export_sensor,
+    ],
     resources=build_resources(SETTINGS),
     # Steps run one after another in the run's own process: a week's steps depend on each other
     # anyway, and a process per step would import the code location again (seconds per run).

@@ -2,13 +2,24 @@
 
 from collections.abc import Iterator, Mapping
 
-from dagster import AssetMaterialization, Config, MetadataValue, OpExecutionContext, job, op
+from dagster import (
+    AssetCheckEvaluation,
+    AssetMaterialization,
+    AssetObservation,
+    Config,
+    MetadataValue,
+    OpExecutionContext,
+    job,
+    op,
+)
 from pydantic import Field
 
 from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import migration_metadata, tables_metadata
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL, DWH_LOAD_TAGS
+from amplitude_pipeline.defs.tmp_user_properties.assets import tmp_user_properties_observation
+from amplitude_pipeline.defs.user_properties.checks import CheckedLoad, check_evaluations_after_load
 from amplitude_pipeline.load import tmp_table
 from amplitude_pipeline.load.tmp_table import DEFAULT_PAGE_SIZE, MigrationResult, TmpRowMigrationError
 from amplitude_pipeline.metrics import tmp_table_labels
@@ -22,7 +33,7 @@ class MigrationConfig(Config):
 @op(out={}, pool=DWH_LOAD_POOL)
 def migrate_tmp_user_properties_pages(
     context: OpExecutionContext, config: MigrationConfig, dwh: DWHRepository, metrics_pusher: MetricsPusher
-) -> Iterator[AssetMaterialization]:
+) -> Iterator[AssetMaterialization | AssetObservation | AssetCheckEvaluation]:
     with metrics_pusher.recording(context.log, tmp_table_labels(dwh.db_schema)) as recording:
         dwh.ensure_schema()
         try:
@@ -31,8 +42,20 @@ def migrate_tmp_user_properties_pages(
             # Yielded rather than context.log_event(): Dagster drops logged events when the op
             # raises, and the pages committed before the bad row must still be recorded.
             yield from _materializations(dwh, error.result, recording.finish(error.result, error))
+            yield from _after_migration(context, dwh)
             raise stopped_load(context, error) from error
         yield from _materializations(dwh, result, recording.finish(result))
+    yield from _after_migration(context, dwh)
+
+
+def _after_migration(
+    context: OpExecutionContext, dwh: DWHRepository
+) -> Iterator[AssetObservation | AssetCheckEvaluation]:
+    """The source's backlog as the migration left it, and the tables' checks."""
+    yield tmp_user_properties_observation(dwh)
+    yield from check_evaluations_after_load(
+        dwh, CheckedLoad(f"the migration of {TMP_TABLE}"), context.instance, context.run_id
+    )
 
 
 def _materializations(

@@ -4,10 +4,12 @@ from dagster import (
     RunRequest,
     RunsFilter,
     SensorEvaluationContext,
+    SensorResult,
     SkipReason,
     sensor,
 )
 
+from amplitude_pipeline.defs.tmp_user_properties.assets import tmp_user_properties_observation
 from amplitude_pipeline.defs.tmp_user_properties.jobs import migrate_tmp_user_properties
 from amplitude_pipeline.storage.dwh import TMP_TABLE, DWHRepository
 
@@ -41,3 +43,15 @@ def tmp_user_properties_backlog_sensor(
     if state.unmigrated_rows == 0:
         return SkipReason(f"{TMP_TABLE} has no unmigrated rows")
     return RunRequest(tags={"unmigrated_rows": str(state.unmigrated_rows)})
+
+
+@sensor(
+    minimum_interval_seconds=900,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=f"Observes {TMP_TABLE} every 15 minutes: its unmigrated rows and the oldest of them "
+    "show in the catalog whether or not migrations run. Reads only; starts no run.",
+)
+def tmp_user_properties_observation_sensor(
+    context: SensorEvaluationContext, dwh: DWHRepository
+) -> SensorResult:
+    return SensorResult(asset_events=[tmp_user_properties_observation(dwh)])

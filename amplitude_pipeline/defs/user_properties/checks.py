@@ -1,19 +1,22 @@
-"""Checks on ``permanent_user_properties`` and ``changeble_user_properties``.
+"""Checks on ``permanent_user_properties`` and ``changeble_user_properties``, after every load.
 
-They run after each materialization of the two tables, in the same run, and can be executed on
-their own from the UI. Each judges the whole table, which every week's load changes, so they are
-not partitioned: the latest result is the table's current state (a problem fixed in the table
-turns the check green at the next load, whichever week it is). Each result names the week whose
-load it followed (metadata ``week``; absent when executed on its own). Non-blocking: nothing is
-downstream of the tables, and a table that fails one still holds the loaded data; ERROR severity,
-because each failure means rows that CONTRACT §6 says cannot exist, or rows someone deleted.
+Each judges the whole table, which every load changes. They run after each load, whatever made
+it: in the same run as a week's tables (partitioned like them, so that each weekly load records
+each check once, with its week), and at the end of the S3 sensor's job and of the tmp-table
+migration (recorded unpartitioned, see :func:`check_evaluations_after_load`). The latest result
+is therefore the table's state after its latest load. Each result names the load it followed (its
+description; metadata ``week`` for a weekly load). Non-blocking: nothing is downstream of the
+tables, and a table that fails one still holds the loaded data; ERROR severity, because each
+failure means rows that CONTRACT §6 says cannot exist, or rows someone deleted.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckKey,
     AssetCheckResult,
@@ -29,6 +32,7 @@ from dagster import (
 )
 from sqlalchemy import ColumnElement, Connection, Interval, Table, and_, func, inspect, literal, select
 
+from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.text import short_repr
 
@@ -55,12 +59,31 @@ _CHECK_DESCRIPTIONS = {
     ),
 }
 _TABLES = (PERMANENT_TABLE, CHANGEABLE_TABLE)
+_TABLE_KEYS = tuple(AssetKey(table) for table in _TABLES)
+ALL_TABLE_CHECKS = tuple(
+    AssetCheckKey(AssetKey(table), name) for table in _TABLES for name in _CHECK_DESCRIPTIONS
+)
+
+
+@dataclass(frozen=True)
+class CheckedLoad:
+    """The load a check result follows: said in its description and its metadata."""
+
+    description: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of_week(cls, week: str) -> "CheckedLoad":
+        return cls(f"the load of week {week}", {"week": week})
 
 
 @multi_asset_check(
     name="user_properties_tables_checks",
     specs=[
-        AssetCheckSpec(name, asset=table, description=description)
+        # Partitioned like the tables: a weekly load records each check once, with its week (an
+        # unpartitioned check in a partitioned run is recorded twice by Dagster 1.13: a result
+        # without the week, and a planned entry for the week that is then shown as skipped).
+        AssetCheckSpec(name, asset=table, description=description, partitions_def=weekly_partitions)
         for table in _TABLES
         for name, description in _CHECK_DESCRIPTIONS.items()
     ],
@@ -70,31 +93,69 @@ _TABLES = (PERMANENT_TABLE, CHANGEABLE_TABLE)
 def user_properties_tables_checks(
     context: AssetCheckExecutionContext, dwh: DWHRepository
 ) -> Iterator[AssetCheckResult]:
-    week = context.partition_key if context.has_partition_key else None
+    week = context.partition_key
+    latest_load = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=_TABLE_KEYS[0], asset_partitions=[week]), limit=1
+    ).records
+    loaded_in_this_run = bool(latest_load) and latest_load[0].run_id == context.run.run_id
+    # Executed on its own (from the UI, which asks for a week), a result follows no load.
+    load = CheckedLoad.of_week(week) if loaded_in_this_run else CheckedLoad()
+    yield from table_check_results(
+        dwh, context.selected_asset_check_keys, load, context.instance, context.run.run_id
+    )
+
+
+def check_evaluations_after_load(
+    dwh: DWHRepository, load: CheckedLoad, instance: DagsterInstance, run_id: str
+) -> Iterator[AssetCheckEvaluation]:
+    """Every table check, judged after a load that is not a weekly asset run (the S3 sensor's job,
+    the tmp-table migration): recorded as the checks' latest results, unpartitioned, so that the
+    catalog shows the tables' state after that load rather than "not evaluated"."""
+    for result in table_check_results(dwh, ALL_TABLE_CHECKS, load, instance, run_id):
+        assert result.asset_key is not None and result.check_name is not None
+        yield AssetCheckEvaluation(
+            asset_key=result.asset_key,
+            check_name=result.check_name,
+            passed=result.passed,
+            metadata=result.metadata,
+            severity=result.severity,
+            description=result.description,
+        )
+
+
+def table_check_results(
+    dwh: DWHRepository,
+    check_keys: Iterable[AssetCheckKey],
+    load: CheckedLoad,
+    instance: DagsterInstance,
+    run_id: str,
+) -> list[AssetCheckResult]:
+    """The results, all computed before any is handed on: the connection is closed whatever the
+    caller then does (a generator paused inside it would hold its transaction, and its locks)."""
     tables = {
         AssetKey(PERMANENT_TABLE): dwh.tables.permanent,
         AssetKey(CHANGEABLE_TABLE): dwh.tables.changeable,
     }
+    results = []
     with dwh.engine.connect() as conn:
         exists = {
             key: inspect(conn).has_table(table.name, schema=dwh.db_schema) for key, table in tables.items()
         }
-        for check_key in sorted(context.selected_asset_check_keys, key=lambda key: key.to_user_string()):
+        for check_key in sorted(check_keys, key=lambda key: key.to_user_string()):
             table = tables[check_key.asset_key]
             if not exists[check_key.asset_key]:
-                yield _result(check_key, week, False, f"{table.fullname} does not exist", {})
+                results.append(_result(check_key, load, False, f"{table.fullname} does not exist", {}))
             elif check_key.name == IDENTITY_UNIQUE:
-                yield identity_unique(conn, table, check_key, week)
+                results.append(identity_unique(conn, table, check_key, load))
             elif check_key.name == EVENT_TIME_NOT_IN_FUTURE:
-                yield event_time_not_in_future(conn, table, check_key, week)
+                results.append(event_time_not_in_future(conn, table, check_key, load))
             else:
-                yield row_count_never_shrinks(
-                    conn, table, check_key, week, context.instance, context.run.run_id
-                )
+                results.append(row_count_never_shrinks(conn, table, check_key, load, instance, run_id))
+    return results
 
 
 def identity_unique(
-    conn: Connection, table: Table, check_key: AssetCheckKey, week: str | None
+    conn: Connection, table: Table, check_key: AssetCheckKey, load: CheckedLoad
 ) -> AssetCheckResult:
     """Identities on more than one row, per identity rule of the table, and rows with none."""
     ehr_id = table.c.ehr_id
@@ -124,7 +185,7 @@ def identity_unique(
     identities = " / ".join(name for name, _, _ in rules)
     return _result(
         check_key,
-        week,
+        load,
         not problems,
         "; ".join(problems) if problems else f"one row per {identities}",
         metadata,
@@ -153,7 +214,7 @@ def _duplicates(
 
 
 def event_time_not_in_future(
-    conn: Connection, table: Table, check_key: AssetCheckKey, week: str | None
+    conn: Connection, table: Table, check_key: AssetCheckKey, load: CheckedLoad
 ) -> AssetCheckResult:
     cutoff = func.now() + literal(FUTURE_EVENT_TIME_TOLERANCE, Interval())
     in_future = table.c.event_time > cutoff
@@ -195,14 +256,14 @@ def event_time_not_in_future(
         )
     else:
         text = f"no event_time after {summary.cutoff.isoformat()}"
-    return _result(check_key, week, not summary.rows, text, metadata)
+    return _result(check_key, load, not summary.rows, text, metadata)
 
 
 def row_count_never_shrinks(
     conn: Connection,
     table: Table,
     check_key: AssetCheckKey,
-    week: str | None,
+    load: CheckedLoad,
     instance: DagsterInstance,
     run_id: str,
 ) -> AssetCheckResult:
@@ -218,7 +279,7 @@ def row_count_never_shrinks(
     metadata: dict[str, Any] = {"row_count": MetadataValue.int(rows)}
     if previous is None:
         return _result(
-            check_key, week, True, f"{rows} rows; no earlier materialization to compare with", metadata
+            check_key, load, True, f"{rows} rows; no earlier materialization to compare with", metadata
         )
     previous_rows, record = previous
     metadata |= {
@@ -233,10 +294,10 @@ def row_count_never_shrinks(
             f"{rows} rows, {previous_rows - rows} fewer than the {previous_rows} recorded by run "
             f"{record.run_id}{where}: rows were deleted"
         )
-        return _result(check_key, week, False, text, metadata)
+        return _result(check_key, load, False, text, metadata)
     return _result(
         check_key,
-        week,
+        load,
         True,
         f"{rows} rows, {rows - previous_rows} more than run {record.run_id}{where} recorded",
         metadata,
@@ -265,14 +326,14 @@ def _previous_row_count(
 
 
 def _result(
-    check_key: AssetCheckKey, week: str | None, passed: bool, text: str, metadata: dict[str, Any]
+    check_key: AssetCheckKey, load: CheckedLoad, passed: bool, text: str, metadata: dict[str, Any]
 ) -> AssetCheckResult:
-    after = f" after the load of week {week}" if week else ""
+    after = f" after {load.description}" if load.description else ""
     return AssetCheckResult(
         asset_key=check_key.asset_key,
         check_name=check_key.name,
         passed=passed,
         severity=AssetCheckSeverity.ERROR,
         description=f"{check_key.asset_key.to_user_string()}{after}: {text}",
-        metadata={**({"week": week} if week else {}), **metadata},
+        metadata={**load.metadata, **metadata},
     )

@@ -9,13 +9,22 @@ by checkpoint, skip a file already loaded with the same ETag), and is reported a
 from collections.abc import Iterator
 
 from botocore.exceptions import ClientError
-from dagster import AssetMaterialization, Config, Failure, OpExecutionContext, graph, op
+from dagster import (
+    AssetCheckEvaluation,
+    AssetMaterialization,
+    Config,
+    Failure,
+    OpExecutionContext,
+    graph,
+    op,
+)
 from pydantic import Field
 
 from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import file_load_metadata, tables_metadata
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL, DWH_LOAD_TAGS
+from amplitude_pipeline.defs.user_properties.checks import CheckedLoad, check_evaluations_after_load
 from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_LOCK_WAIT_SECONDS,
@@ -62,7 +71,7 @@ def load_s3_event_files_op(
     dwh: DWHRepository,
     raw_event_store: RawEventStore,
     metrics_pusher: MetricsPusher,
-) -> Iterator[AssetMaterialization]:
+) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
     """Load the listed files one after another; report each as it is done.
 
     A file another run is loading right now is put aside and waited for once the others are
@@ -113,20 +122,31 @@ def load_s3_event_files_op(
                 metadata=metadata,
             )
 
-    busy: list[S3EventFile] = []
-    for file in config.files:
-        try:
-            yield from load(file, lock_wait_seconds=0)
-        except FileLoadInProgressError:
-            context.log.info(f"{file.key}: another run is loading it; trying again after the other files")
-            busy.append(file)
-    for file in busy:
-        try:
-            yield from load(file, lock_wait_seconds=config.busy_file_wait_seconds)
-        except FileLoadInProgressError as error:
-            raise Failure(
-                description=str(error), metadata={"file_key": file.key}, allow_retries=False
-            ) from error
+    def load_all() -> Iterator[AssetMaterialization]:
+        busy: list[S3EventFile] = []
+        for file in config.files:
+            try:
+                yield from load(file, lock_wait_seconds=0)
+            except FileLoadInProgressError:
+                context.log.info(f"{file.key}: another run is loading it; trying again after the other files")
+                busy.append(file)
+        for file in busy:
+            try:
+                yield from load(file, lock_wait_seconds=config.busy_file_wait_seconds)
+            except FileLoadInProgressError as error:
+                raise Failure(
+                    description=str(error), metadata={"file_key": file.key}, allow_retries=False
+                ) from error
+
+    files = f"{len(config.files)} S3 file{'s' if len(config.files) != 1 else ''}"
+    checked = CheckedLoad(f"the load of {files}", {"files": str(len(config.files))})
+    try:
+        yield from load_all()
+    except Exception:
+        # The files before the failing one are in the tables: their checks say what they are now.
+        yield from check_evaluations_after_load(dwh, checked, context.instance, context.run_id)
+        raise
+    yield from check_evaluations_after_load(dwh, checked, context.instance, context.run_id)
 
 
 @graph

@@ -9,6 +9,7 @@ from dagster import (
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
+    DefaultSensorStatus,
     Definitions,
     RunRequest,
     SkipReason,
@@ -22,6 +23,7 @@ from amplitude_pipeline.defs.tmp_user_properties.assets import tmp_user_properti
 from amplitude_pipeline.defs.tmp_user_properties.sensors import (
     MIGRATION_JOB,
     tmp_user_properties_backlog_sensor,
+    tmp_user_properties_observation_sensor,
 )
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline_tests.defs.support import (
@@ -144,3 +146,17 @@ def test_observing_the_source_reports_the_unmigrated_rows(dwh, instance):
     metadata = values(dict(observation.metadata))
     assert metadata["unmigrated_rows"] == 5
     assert metadata["oldest_unmigrated_event_time"] == min(row["event_time"] for row in rows).isoformat()
+
+
+def test_the_observation_sensor_reports_the_backlog_without_starting_a_run(dwh, instance):
+    seed(dwh, five_rows())
+    with build_sensor_context(instance=instance, resources={"dwh": dwh}) as context:
+        result = tmp_user_properties_observation_sensor.evaluate_tick(context)
+
+    assert not result.run_requests
+    [observation] = result.asset_events
+    assert observation.asset_key == AssetKey("tmp_user_properties")
+    metadata = values(dict(observation.metadata))
+    assert (metadata["unmigrated_rows"], metadata["table_exists"]) == (5, True)
+    assert metadata["oldest_unmigrated_event_time"] == "2024-01-08T00:00:00+00:00"
+    assert tmp_user_properties_observation_sensor.default_status == DefaultSensorStatus.RUNNING

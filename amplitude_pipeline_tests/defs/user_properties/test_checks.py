@@ -1,33 +1,45 @@
 """``user_properties_tables_checks``: identity unique, no event_time in the future, row count never
 shrinks, on both tables, after each load (same run) and on their own."""
 
+import gzip
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from dagster import (
     AssetCheckEvaluation,
+    AssetKey,
     AssetCheckKey,
     AssetCheckSeverity,
     DagsterInstance,
     Definitions,
     ExecuteInProcessResult,
     instance_for_test,
+    RunConfig,
     materialize,
 )
 from sqlalchemy import text
 
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
+from amplitude_pipeline.defs.user_properties.jobs import (
+    LoadS3EventFilesConfig,
+    S3EventFile,
+    load_s3_event_files,
+    load_s3_event_files_op,
+)
 from amplitude_pipeline.defs.user_properties.checks import (
+    ALL_TABLE_CHECKS,
     EVENT_TIME_NOT_IN_FUTURE,
     IDENTITY_UNIQUE,
     ROW_COUNT_NEVER_SHRINKS,
     user_properties_tables_checks,
 )
-from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
+from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, TMP_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import NO_METRICS, WEEK, values
+from amplitude_pipeline_tests.defs.tmp_user_properties.support import five_rows, run_migration
 from amplitude_pipeline_tests.load.events import event, upload_events
+from amplitude_pipeline_tests.load.support import seed
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +78,24 @@ def load_week(
     )
 
 
+def run_s3_files(
+    store: RawEventStore, dwh: DWHRepository, instance: DagsterInstance, keys: list[str]
+) -> ExecuteInProcessResult:
+    """The S3 sensor's job over ``keys``, in a code location that has the tables and their checks."""
+    defs = Definitions(
+        assets=[user_properties_tables],
+        asset_checks=[user_properties_tables_checks],
+        jobs=[load_s3_event_files],
+        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+    )
+    config = LoadS3EventFilesConfig(files=[S3EventFile(key=key) for key in keys])
+    return defs.resolve_job_def(load_s3_event_files.name).execute_in_process(
+        run_config=RunConfig(ops={load_s3_event_files_op.name: config}),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
 def run_checks_only(
     store: RawEventStore, dwh: DWHRepository, instance: DagsterInstance, *check_keys: AssetCheckKey
 ) -> ExecuteInProcessResult:
@@ -78,7 +108,8 @@ def run_checks_only(
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
         asset_selection=set(), asset_check_selection=set(check_keys)
     )
-    return job.execute_in_process(instance=instance)
+    # Partitioned like the tables: the UI asks for a week; the checks judge the whole table anyway.
+    return job.execute_in_process(instance=instance, partition_key=WEEK)
 
 
 def evaluations(result: ExecuteInProcessResult) -> dict[tuple[str, str], AssetCheckEvaluation]:
@@ -284,3 +315,74 @@ def test_the_first_materialization_has_nothing_to_compare_with(raw_event_store, 
     assert evaluation.description == (
         f"{PERMANENT_TABLE} after the load of week {WEEK}: 2 rows; no earlier materialization to compare with"
     )
+
+
+def check_history(instance: DagsterInstance) -> dict[AssetCheckKey, list[tuple[str, str | None]]]:
+    """Every recorded execution of each table check: (status, partition), newest first."""
+    return {
+        key: [
+            (record.status.value, record.partition)
+            for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=20)
+        ]
+        for key in ALL_TABLE_CHECKS
+    }
+
+
+def test_a_weekly_load_records_each_check_once_with_its_week(raw_event_store, dwh, instance):
+    upload_week(raw_event_store, WEEK)
+
+    load_week(raw_event_store, dwh, instance, WEEK)
+
+    assert check_history(instance) == {key: [("SUCCEEDED", WEEK)] for key in ALL_TABLE_CHECKS}
+
+
+def latest_check_runs(instance: DagsterInstance) -> dict[AssetCheckKey, tuple[str, str]]:
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(ALL_TABLE_CHECKS))
+    return {key: (record.run_id, record.status.value) for key, record in latest.items()}
+
+
+def test_the_s3_sensors_job_leaves_every_check_evaluated_after_its_load(raw_event_store, dwh, instance):
+    upload_week(raw_event_store, WEEK)
+    load_week(raw_event_store, dwh, instance, WEEK)
+    key = upload_events(
+        raw_event_store, "hourly/2024-01-15_3#0.json.gz", [event("2024-01-15 03:00:00", ehr_id="E9")]
+    )
+
+    result = run_s3_files(raw_event_store, dwh, instance, [key])
+
+    assert result.success
+    assert latest_check_runs(instance) == {key: (result.run_id, "SUCCEEDED") for key in ALL_TABLE_CHECKS}
+    found = evaluations(result)
+    identity = found[(PERMANENT_TABLE, IDENTITY_UNIQUE)]
+    assert identity.description == f"{PERMANENT_TABLE} after the load of 1 S3 file: one row per ehr_id"
+    assert metadata(found[(PERMANENT_TABLE, ROW_COUNT_NEVER_SHRINKS)])["row_count"] == 3
+
+
+def test_a_failed_s3_job_still_evaluates_the_checks_over_what_it_loaded(raw_event_store, dwh, instance):
+    good = upload_events(raw_event_store, "hourly/a.json.gz", [event("2024-01-15 03:00:00", ehr_id="E9")])
+    bad = f"{raw_event_store.prefix}/hourly/b.json.gz"
+    raw_event_store.s3.get_client().put_object(
+        Bucket=raw_event_store.bucket, Key=bad, Body=gzip.compress(b'{"not json\n')
+    )
+
+    result = run_s3_files(raw_event_store, dwh, instance, [good, bad])
+
+    assert not result.success
+    assert {status for _, status in latest_check_runs(instance).values()} == {"SUCCEEDED"}
+    assert {run_id for run_id, _ in latest_check_runs(instance).values()} == {result.run_id}
+
+
+def test_the_migration_leaves_every_check_evaluated_and_the_source_observed(dwh, instance):
+    seed(dwh, five_rows())
+
+    result = run_migration(dwh, instance, page_size=2)
+
+    assert result.success
+    assert latest_check_runs(instance) == {key: (result.run_id, "SUCCEEDED") for key in ALL_TABLE_CHECKS}
+    observation = instance.fetch_observations(AssetKey(TMP_TABLE), limit=1).records[0]
+    assert observation.run_id == result.run_id
+    assert values(dict(observation.asset_observation.metadata)) == {
+        "unmigrated_rows": 0,
+        "oldest_unmigrated_event_time": "none",
+        "table_exists": True,
+    }
