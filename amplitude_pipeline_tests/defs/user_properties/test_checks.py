@@ -8,31 +8,31 @@ from typing import Any
 import pytest
 from dagster import (
     AssetCheckEvaluation,
-    AssetKey,
     AssetCheckKey,
     AssetCheckSeverity,
+    AssetKey,
     DagsterInstance,
     Definitions,
     ExecuteInProcessResult,
-    instance_for_test,
     RunConfig,
+    instance_for_test,
     materialize,
 )
 from sqlalchemy import text
 
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
-from amplitude_pipeline.defs.user_properties.jobs import (
-    LoadS3EventFilesConfig,
-    S3EventFile,
-    load_s3_event_files,
-    load_s3_event_files_op,
-)
 from amplitude_pipeline.defs.user_properties.checks import (
     ALL_TABLE_CHECKS,
     EVENT_TIME_NOT_IN_FUTURE,
     IDENTITY_UNIQUE,
     ROW_COUNT_NEVER_SHRINKS,
     user_properties_tables_checks,
+)
+from amplitude_pipeline.defs.user_properties.jobs import (
+    LoadS3EventFilesConfig,
+    S3EventFile,
+    load_s3_event_files,
+    load_s3_event_files_op,
 )
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, TMP_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
