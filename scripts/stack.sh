@@ -6,7 +6,10 @@
 #
 # Everything lives under .local/stack of this checkout (PostgreSQL's data may live under
 # /var/tmp when the checkout is not reachable by the `postgres` user, see pg_data_dir).
-# `stop` stops only the processes this script started (their pid files).
+# `start` is idempotent. It refuses, before it starts anything, every port another process
+# listens on (refuse_held_ports), and calls a service ready only once the process it started is
+# the one listening on each of its ports (wait_until_listening); if it fails, it stops what it
+# had started. `stop` stops only the processes this script started (their pid files).
 # `env` prints the environment (CONTRACT §2) that points the pipeline at this stack.
 # `ports` prints every port with the STACK_* variable that sets it.
 # `restart-postgres` restarts PostgreSQL with `-m immediate` (a crash: no checkpoint, every
@@ -166,10 +169,12 @@ PORTS
 
 # The inodes of the TCP sockets (IPv4 or IPv6) listening on port $1.
 listening_socket_inodes() {
-  local port_suffix
+  local port_suffix table tables=()
   printf -v port_suffix ':%04X' "$1"
-  awk -v port="$port_suffix" '$4 == "0A" && substr($2, length($2) - 4) == port { print $10 }' \
-    /proc/net/tcp /proc/net/tcp6 2>/dev/null
+  for table in /proc/net/tcp /proc/net/tcp6; do # no tcp6 without IPv6
+    if [ -r "$table" ]; then tables+=("$table"); fi
+  done
+  awk -v port="$port_suffix" '$4 == "0A" && substr($2, length($2) - 4) == port { print $10 }' "${tables[@]}"
 }
 
 # "inode pid" for every visible process holding one of the sockets $@ (inodes).
@@ -201,16 +206,12 @@ describe_process() {
 other_listeners() {
   local port=$1 ours=$2 inode pid others=() unseen=""
   local -a inodes
-  local -A held_by_us=() seen=()
+  local -A seen=()
   mapfile -t inodes < <(listening_socket_inodes "$port")
   [ ${#inodes[@]} -gt 0 ] || return 0
   while read -r inode pid; do
     seen[$inode]=1
-    if [ -n "$ours" ] && in_process_group "$ours" "$pid"; then
-      held_by_us[$inode]=1
-    else
-      others+=("$(describe_process "$pid")")
-    fi
+    if [ -z "$ours" ] || ! in_process_group "$ours" "$pid"; then others+=("$(describe_process "$pid")"); fi
   done < <(socket_holders "${inodes[@]}")
   for inode in "${inodes[@]}"; do
     if [ -z "${seen[$inode]:-}" ]; then
