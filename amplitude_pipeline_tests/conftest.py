@@ -5,10 +5,12 @@ data. Without the stack's environment the integration tests are skipped locally 
 in CI (CI=true), where a skipped integration suite would hide a broken stack.
 """
 
+import contextlib
+import itertools
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from sqlalchemy import create_engine, text
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline_tests.prometheus import PrometheusServer, StartPrometheus, prometheus_server
 from amplitude_simulator import SimulatorServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,8 +30,8 @@ DEFAULT_MAPPINGS = REPO_ROOT / "field_mappings.yaml"
 STACK_VARIABLES = ("S3_ENDPOINT_URL", "S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DWH_URL")
 
 
-def _require_stack() -> None:
-    missing = [name for name in STACK_VARIABLES if not os.environ.get(name)]
+def _require_stack(variables: Sequence[str] = STACK_VARIABLES) -> None:
+    missing = [name for name in variables if not os.environ.get(name)]
     if not missing:
         return
     message = f"local stack environment missing ({', '.join(missing)}): run scripts/test.sh"
@@ -133,3 +136,25 @@ def step_retry_delays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(RetryPolicy, "calculate_delay", no_delay)
     return asked
+
+
+@pytest.fixture
+def pushgateway_url(stack: None) -> str:
+    """The stack's Pushgateway (PROMETHEUS_PUSHGATEWAY_URL)."""
+    _require_stack(["PROMETHEUS_PUSHGATEWAY_URL"])
+    return os.environ["PROMETHEUS_PUSHGATEWAY_URL"]
+
+
+@pytest.fixture
+def start_prometheus(pushgateway_url: str, tmp_path: Path) -> Iterator[StartPrometheus]:
+    """``start_prometheus(rule_files)``: a Prometheus server (``amplitude_pipeline_tests.prometheus``)
+    scraping the stack's Pushgateway and evaluating ``rule_files`` every second; every server
+    started is stopped when the test ends."""
+    numbers = itertools.count(1)
+    with contextlib.ExitStack() as servers:
+
+        def start(rule_files: Sequence[Path]) -> PrometheusServer:
+            directory = tmp_path / f"prometheus-{next(numbers)}"
+            return servers.enter_context(prometheus_server(directory, pushgateway_url, rule_files))
+
+        yield start

@@ -3,11 +3,26 @@
 import gzip
 import os
 import sys
+from collections.abc import Iterable, Sequence
 
 import boto3
 from sqlalchemy import create_engine, text
 
 WEEKS = sys.argv[1:]
+
+
+def table_lines(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """The rows under their column headers, each column as wide as its widest value (NULL for None)."""
+    cells = [list(headers), *([("NULL" if value is None else str(value)) for value in row] for row in rows)]
+    widths = [max(len(line[column]) for line in cells) for column in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        return (
+            "  "
+            + " | ".join(value.ljust(width) for value, width in zip(values, widths, strict=True)).rstrip()
+        )
+
+    return [line(cells[0]), "  " + "-+-".join("-" * width for width in widths), *map(line, cells[1:])]
 
 
 def main() -> None:
@@ -40,10 +55,10 @@ def main() -> None:
         ):
             count = conn.execute(text(f'SELECT count(*) FROM "{schema}".{table}')).scalar_one()
             print(f"\n== {table}: {count:,} rows")
-            for row in conn.execute(
+            sample_rows = conn.execute(
                 text(f'SELECT {columns} FROM "{schema}".{table} ORDER BY ehr_id LIMIT 5')
-            ):
-                print("  " + " | ".join("NULL" if value is None else str(value) for value in row))
+            )
+            print("\n".join(table_lines(list(sample_rows.keys()), sample_rows)))
         migrated = conn.execute(
             text(
                 f'SELECT migrated, count(*) FROM "{schema}".tmp_user_properties GROUP BY migrated ORDER BY 1'

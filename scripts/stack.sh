@@ -6,7 +6,10 @@
 #
 # Everything lives under .local/stack of this checkout (PostgreSQL's data may live under
 # /var/tmp when the checkout is not reachable by the `postgres` user, see pg_data_dir).
-# `stop` stops only the processes this script started (their pid files).
+# `start` is idempotent. It refuses, before it starts anything, every port another process
+# listens on (refuse_held_ports), and calls a service ready only once the process it started is
+# the one listening on each of its ports (wait_until_listening); if it fails, it stops what it
+# had started. `stop` stops only the processes this script started (their pid files).
 # `env` prints the environment (CONTRACT §2) that points the pipeline at this stack.
 # `ports` prints every port with the STACK_* variable that sets it.
 # `restart-postgres` restarts PostgreSQL with `-m immediate` (a crash: no checkpoint, every
@@ -138,14 +141,181 @@ pg_data_dir() {
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-wait_for_port() {
-  local port=$1 name=$2 tries=${3:-100}
-  for _ in $(seq "$tries"); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    sleep 0.2
+# Every port the stack binds, one line each: the service that binds it, the port, and the
+# setting that moves it.
+stack_ports() {
+  cat <<PORTS
+postgres $PG_PORT STACK_PG_PORT
+seaweedfs $S3_PORT STACK_S3_PORT
+seaweedfs $WEED_MASTER_PORT STACK_WEED_MASTER_PORT
+seaweedfs $WEED_VOLUME_PORT STACK_WEED_VOLUME_PORT
+seaweedfs $WEED_FILER_PORT STACK_WEED_FILER_PORT
+seaweedfs $WEED_ADMIN_PORT STACK_WEED_ADMIN_PORT
+seaweedfs $S3_GRPC_PORT STACK_S3_GRPC_PORT
+seaweedfs $WEED_MASTER_GRPC_PORT STACK_WEED_MASTER_GRPC_PORT
+seaweedfs $WEED_VOLUME_GRPC_PORT STACK_WEED_VOLUME_GRPC_PORT
+seaweedfs $WEED_FILER_GRPC_PORT STACK_WEED_FILER_GRPC_PORT
+seaweedfs $WEED_ADMIN_GRPC_PORT the admin's gRPC port, STACK_WEED_ADMIN_PORT + 10000
+simulator $SIM_PORT STACK_SIM_PORT
+pushgateway $PUSHGATEWAY_PORT STACK_PUSHGATEWAY_PORT
+PORTS
+}
+
+# Who listens on a port is read from procfs (Linux only; no other tool needed): the kernel's
+# table of TCP sockets gives the listening sockets' inodes, and a process's open files show
+# which of them it holds. A listener on any address counts: the stack's clients must never
+# reach another process. Root sees every process; another user sees only their own, and
+# nobody sees into another pid namespace, so a holder may be unknown.
+
+# The inodes of the TCP sockets (IPv4 or IPv6) listening on port $1.
+listening_socket_inodes() {
+  local port_suffix table tables=()
+  printf -v port_suffix ':%04X' "$1"
+  for table in /proc/net/tcp /proc/net/tcp6; do # no tcp6 without IPv6
+    if [ -r "$table" ]; then tables+=("$table"); fi
   done
-  log "$name did not open port $port; see $STACK_DIR/logs"
-  return 1
+  awk -v port="$port_suffix" '$4 == "0A" && substr($2, length($2) - 4) == port { print $10 }' "${tables[@]}"
+}
+
+# "inode pid" for every visible process holding one of the sockets $@ (inodes).
+socket_holders() {
+  local inode expression=()
+  for inode in "$@"; do expression+=(-o -lname "socket:\[$inode\]"); done
+  find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 \( "${expression[@]:1}" \) -printf '%l %h\n' 2>/dev/null |
+    sed -E 's|^socket:\[([0-9]+)\] /proc/([0-9]+)/fd$|\1 \2|' | sort -u
+}
+
+# Whether process $2 is $1 or in its process group (services start with setsid, as group leaders).
+in_process_group() {
+  local leader=$1 pid=$2 stat fields
+  [ "$pid" = "$leader" ] && return 0
+  stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+  read -r -a fields <<<"${stat##*) }" # after the command name, which may hold spaces
+  [ "${fields[2]:-}" = "$leader" ]
+}
+
+describe_process() {
+  local command
+  command="$(cat "/proc/$1/comm" 2>/dev/null)" || command="exited"
+  printf 'pid %s (%s)' "$1" "$command"
+}
+
+# Who else listens on port $1: nothing when no process but $2's group does (or nobody listens;
+# $2 empty: no process of ours), else "pid N (name)" for each other holder, or a note that
+# the holder cannot be seen. Only the command's name is shown: a command line may hold a secret.
+other_listeners() {
+  local port=$1 ours=$2 inode pid others=() unseen=""
+  local -a inodes
+  local -A seen=()
+  mapfile -t inodes < <(listening_socket_inodes "$port")
+  [ ${#inodes[@]} -gt 0 ] || return 0
+  while read -r inode pid; do
+    seen[$inode]=1
+    if [ -z "$ours" ] || ! in_process_group "$ours" "$pid"; then others+=("$(describe_process "$pid")"); fi
+  done < <(socket_holders "${inodes[@]}")
+  for inode in "${inodes[@]}"; do
+    if [ -z "${seen[$inode]:-}" ]; then
+      unseen="a process this user cannot see (another user's or in another pid namespace)"
+    fi
+  done
+  [ ${#others[@]} -gt 0 ] || [ -n "$unseen" ] || return 0
+  local holder joined=""
+  while IFS= read -r holder; do # several sockets of one process show it once
+    joined+="${joined:+, }$holder"
+  done < <(printf '%s\n' "${others[@]}" ${unseen:+"$unseen"} | sort -u)
+  printf '%s\n' "$joined"
+}
+
+postgres_pid() {
+  local pidfile pid
+  pidfile="$(pg_data_dir)/postmaster.pid"
+  [ -f "$pidfile" ] || return 0
+  pid="$(head -n 1 "$pidfile")"
+  if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
+}
+
+service_pidfile() {
+  case "$1" in
+    seaweedfs) echo "$STACK_DIR/weed.pid" ;;
+    *) echo "$STACK_DIR/$1.pid" ;;
+  esac
+}
+
+# The pid of the running service $1 that this stack started (its pid file), or nothing.
+service_pid() {
+  if [ "$1" = postgres ]; then postgres_pid; return 0; fi
+  local pidfile; pidfile="$(service_pidfile "$1")"
+  if pid_alive "$pidfile"; then cat "$pidfile"; fi
+}
+
+# Refuses to start while another process listens on a port of the stack; a port of a service
+# this stack already runs is its own. Every held port is named, and nothing has started yet.
+refuse_held_ports() {
+  local service port setting holders problems=()
+  while read -r service port setting; do
+    holders="$(other_listeners "$port" "$(service_pid "$service")")"
+    if [ -n "$holders" ]; then problems+=("port $port ($setting) is held by $holders"); fi
+  done < <(stack_ports)
+  if [ ${#problems[@]} -gt 0 ]; then
+    log "refusing to run 'start': ports held by other processes"
+    local problem
+    for problem in "${problems[@]}"; do log "  $problem"; done
+    log "  stop them, or move this stack with the STACK_* variables (scripts/stack.sh ports)"
+    exit 1
+  fi
+}
+
+# Waits until $service's process $pid (and its group) listens on each of the service's ports,
+# and no other process does: a port taken after refuse_held_ports looked, or a service that
+# died, fails here, loudly, instead of a client reaching someone else's server.
+# $3: how many 0.2 s waits each port gets.
+wait_until_listening() {
+  local service=$1 pid=$2 tries=${3:-150} name port setting holders try
+  local logfile="$STACK_DIR/logs/$service.log"
+  [ "$service" != postgres ] || logfile="$(dirname "$(pg_data_dir)")/postgres.log"
+  while read -r name port setting; do
+    [ "$name" = "$service" ] || continue
+    for ((try = 1; ; try++)); do
+      holders="$(other_listeners "$port" "$pid")"
+      if [ -n "$holders" ]; then
+        log "$service: port $port ($setting) is held by $holders, not by the $service this script runs (pid $pid)"
+        return 1
+      fi
+      if ! kill -0 "$pid" 2>/dev/null; then
+        log "$service (pid $pid) exited before it listened on port $port ($setting); the end of $logfile:"
+        tail -n 5 "$logfile" 2>/dev/null | sed 's/^/[stack]   /' >&2
+        return 1
+      fi
+      if [ -n "$(listening_socket_inodes "$port")" ]; then break; fi
+      if ((try >= tries)); then
+        log "$service (pid $pid) did not listen on port $port ($setting) within $((tries / 5)) s; see $logfile"
+        return 1
+      fi
+      sleep 0.2
+    done
+  done < <(stack_ports)
+}
+
+# A service that was already running must be listening on this run's ports: it may have been
+# started with other STACK_* values.
+check_running_service() {
+  local service=$1 pid=$2
+  log "$service already running (pid $pid)"
+  wait_until_listening "$service" "$pid" 10 ||
+    { log "$service: scripts/stack.sh stop, then start again with these ports"; return 1; }
+}
+
+# Services this run of `start` started: stopped again if it fails.
+STARTED_NOW=()
+
+stop_started_now() {
+  [ ${#STARTED_NOW[@]} -gt 0 ] || return 0
+  local service index
+  for ((index = ${#STARTED_NOW[@]} - 1; index >= 0; index--)); do
+    service="${STARTED_NOW[index]}"
+    if [ "$service" = postgres ]; then stop_postgres; else stop_pidfile "$(service_pidfile "$service")" "$service"; fi
+  done
+  log "start failed: stopped what it had started"
 }
 
 start_postgres() {
@@ -161,13 +331,20 @@ start_postgres() {
       --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C.UTF-8 >"$STACK_DIR/logs/initdb.log"
     rm -f "$pwfile"
   fi
-  if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    log "postgres already running"
+  local pid; pid="$(postgres_pid)"
+  if [ -n "$pid" ]; then
+    check_running_service postgres "$pid" || return 1
   else
     log "postgres on 127.0.0.1:$PG_PORT"
-    as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$(dirname "$data")/postgres.log" -w -t 60 start \
-      -o "$(pg_server_options)" >/dev/null
+    STARTED_NOW+=(postgres)
     echo started >"$STACK_DIR/postgres.started"
+    if ! as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$(dirname "$data")/postgres.log" -w -t 60 start \
+      -o "$(pg_server_options)" >/dev/null; then
+      log "postgres did not start on port $PG_PORT (STACK_PG_PORT); the end of $(dirname "$data")/postgres.log:"
+      tail -n 5 "$(dirname "$data")/postgres.log" 2>/dev/null | sed 's/^/[stack]   /' >&2
+      return 1
+    fi
+    wait_until_listening postgres "$(postgres_pid)" || return 1
   fi
   local db
   for db in dwh dagster; do
@@ -186,7 +363,10 @@ restart_postgres() {
 }
 
 start_seaweedfs() {
-  if pid_alive "$STACK_DIR/weed.pid"; then log "seaweedfs already running"; return 0; fi
+  if pid_alive "$STACK_DIR/weed.pid"; then
+    check_running_service seaweedfs "$(cat "$STACK_DIR/weed.pid")"
+    return
+  fi
   mkdir -p "$STACK_DIR/weed"
   cat >"$STACK_DIR/s3-identities.json" <<JSON
 {"identities": [{"name": "pipeline",
@@ -204,7 +384,8 @@ JSON
     -s3.config="$STACK_DIR/s3-identities.json" -bucket="$S3_BUCKET_NAME" \
     >"$STACK_DIR/logs/seaweedfs.log" 2>&1 </dev/null &
   echo $! >"$STACK_DIR/weed.pid"
-  wait_for_port "$S3_PORT" seaweedfs 300
+  STARTED_NOW+=(seaweedfs)
+  wait_until_listening seaweedfs "$!" 300 || return 1
   # The port opens before the bucket and identities are loaded: wait for a signed request to pass.
   local tries
   for tries in $(seq 100); do
@@ -223,17 +404,24 @@ PY
 }
 
 start_simulator() {
-  if pid_alive "$STACK_DIR/simulator.pid"; then log "simulator already running"; return 0; fi
+  if pid_alive "$STACK_DIR/simulator.pid"; then
+    check_running_service simulator "$(cat "$STACK_DIR/simulator.pid")"
+    return
+  fi
   log "amplitude simulator on 127.0.0.1:$SIM_PORT"
   AMPLITUDE_API_KEY="$SIM_API_KEY" AMPLITUDE_SECRET_KEY="$SIM_SECRET_KEY" \
     setsid "$VENV_BIN/python" -m amplitude_simulator --host 127.0.0.1 --port "$SIM_PORT" \
     >"$STACK_DIR/logs/simulator.log" 2>&1 </dev/null &
   echo $! >"$STACK_DIR/simulator.pid"
-  wait_for_port "$SIM_PORT" simulator
+  STARTED_NOW+=(simulator)
+  wait_until_listening simulator "$!"
 }
 
 start_pushgateway() {
-  if pid_alive "$STACK_DIR/pushgateway.pid"; then log "pushgateway already running"; return 0; fi
+  if pid_alive "$STACK_DIR/pushgateway.pid"; then
+    check_running_service pushgateway "$(cat "$STACK_DIR/pushgateway.pid")"
+    return
+  fi
   [ -x /usr/bin/prometheus-pushgateway ] || { log "prometheus-pushgateway not found (run scripts/bootstrap.sh)"; return 1; }
   mkdir -p "$STACK_DIR/pushgateway"
   log "pushgateway on 127.0.0.1:$PUSHGATEWAY_PORT"
@@ -242,7 +430,8 @@ start_pushgateway() {
     --persistence.file="$STACK_DIR/pushgateway/metrics.data" --persistence.interval=30s \
     >"$STACK_DIR/logs/pushgateway.log" 2>&1 </dev/null &
   echo $! >"$STACK_DIR/pushgateway.pid"
-  wait_for_port "$PUSHGATEWAY_PORT" pushgateway
+  STARTED_NOW+=(pushgateway)
+  wait_until_listening pushgateway "$!"
 }
 
 stop_pidfile() {
@@ -255,6 +444,14 @@ stop_pidfile() {
     kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
+}
+
+stop_postgres() {
+  if [ -f "$STACK_DIR/postgres.started" ]; then
+    log "stopping postgres"
+    as_postgres "$PG_BIN/pg_ctl" -D "$(pg_data_dir)" -m fast -w stop >/dev/null 2>&1 || true
+    rm -f "$STACK_DIR/postgres.started"
+  fi
 }
 
 print_env() {
@@ -287,27 +484,25 @@ case "$cmd" in
   stop | status) ;;
   *) resolve_ports ;;
 esac
+[ "$cmd" != start ] || refuse_held_ports
 mkdir -p "$STACK_DIR/logs"
 case "$cmd" in
   start)
+    trap stop_started_now EXIT
     start_postgres
     start_seaweedfs
     start_simulator
     start_pushgateway
     prepare_dagster_home
     print_env >"$STACK_DIR/stack.env"
+    trap - EXIT
     log "ready; environment: source $STACK_DIR/stack.env"
     ;;
   stop)
     stop_pidfile "$STACK_DIR/pushgateway.pid" pushgateway
     stop_pidfile "$STACK_DIR/simulator.pid" simulator
     stop_pidfile "$STACK_DIR/weed.pid" seaweedfs
-    if [ -f "$STACK_DIR/postgres.started" ]; then
-      data="$(pg_data_dir)"
-      log "stopping postgres"
-      as_postgres "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
-      rm -f "$STACK_DIR/postgres.started"
-    fi
+    stop_postgres
     ;;
   status)
     data="$(pg_data_dir)"

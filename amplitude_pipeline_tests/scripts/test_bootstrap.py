@@ -72,8 +72,9 @@ def test_a_failed_pip_install_fails_the_script_and_writes_no_stamp(checkout: Pat
 
 @pytest.mark.skipif(
     not list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    or not Path("/usr/bin/prometheus-pushgateway").exists(),
-    reason="bootstrap.sh would install PostgreSQL or the Pushgateway from Debian",
+    or not Path("/usr/bin/prometheus-pushgateway").exists()
+    or not Path("/usr/bin/prometheus").exists(),
+    reason="bootstrap.sh would install PostgreSQL, the Pushgateway or Prometheus from Debian",
 )
 def test_a_successful_install_writes_the_stamp_and_shows_pips_other_lines(checkout: Path) -> None:
     result = bootstrap(checkout, pip_status=0)

@@ -1,20 +1,22 @@
 """``scripts/stack.sh``'s ports: every one set by a ``STACK_*`` variable, each checked before
-anything starts.
+anything starts, none of them served by another process once ``start`` says ready.
 
 These tests never touch the running default stack: the refusals are checked with a
 ``STACK_DIR`` that does not exist (the script must exit before creating it) and with
-``PG_BIN``/``VENV_BIN`` pointing nowhere, so even a broken check could start nothing. The one
-test that starts services starts a separate stack in its own ``STACK_DIR`` on its own ports and
-stops only that.
+``PG_BIN``/``VENV_BIN`` pointing nowhere, so even a broken check could start nothing. The tests
+that start services start a separate stack in its own ``STACK_DIR`` on their own ports and stop
+only that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -226,14 +228,131 @@ def separate_stack_dir() -> Iterator[Path]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-def test_a_stack_on_ports_above_55535_binds_exactly_the_ports_it_was_given(separate_stack_dir: Path) -> None:
+def separate_stack_ports() -> dict[str, int]:
+    """Free ports for every setting, the admin's with its gRPC port (+ 10000) free too."""
     settable = [name for name in DEFAULT_PORTS if name != "STACK_WEED_ADMIN_PORT"]
     ports = dict(zip(settable, free_ports(len(settable)), strict=True))
     ports["STACK_WEED_ADMIN_PORT"] = free_admin_port()
-    bound = {**ports, "admin gRPC": ports["STACK_WEED_ADMIN_PORT"] + 10_000}
-    variables: Mapping[str, str] = {name: str(port) for name, port in ports.items()}
+    return ports
+
+
+def bound_ports(ports: Mapping[str, int]) -> dict[str, int]:
+    """Every port a stack with these settings binds."""
+    return {**ports, "admin gRPC": ports["STACK_WEED_ADMIN_PORT"] + 10_000}
+
+
+def as_variables(ports: Mapping[str, int]) -> dict[str, str]:
+    return {name: str(port) for name, port in ports.items()}
+
+
+def stack_processes(stack_dir: Path) -> list[str]:
+    """The pid files and PostgreSQL marker a started stack leaves in its STACK_DIR."""
+    return sorted(path.name for path in [*stack_dir.glob("*.pid"), *stack_dir.glob("postgres.started")])
+
+
+HOLD_PORT = """
+import socket, sys, time
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+holder = socket.socket(family)
+holder.bind((sys.argv[1], int(sys.argv[2])))
+if sys.argv[3] == "listen":
+    holder.listen()
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+@contextlib.contextmanager
+def port_held(port: int, *, address: str = "127.0.0.1", listen: bool = True) -> Iterator[int]:
+    """Another process holds ``port`` on ``address`` (listening, or only bound) until the block
+    ends; yields its pid."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_PORT, address, str(port), "listen" if listen else "bind"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "holding\n", f"could not hold port {port}"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.fixture
+def stopped_afterwards(separate_stack_dir: Path) -> Iterator[dict[str, int]]:
+    """Ports for a separate stack in ``separate_stack_dir``, which is stopped when the test ends
+    whatever it started."""
+    ports = separate_stack_ports()
+    yield ports
+    run_stack("stop", separate_stack_dir, **as_variables(ports))
+
+
+def test_ports_other_processes_listen_on_are_refused_and_nothing_starts(
+    separate_stack_dir: Path, stopped_afterwards: dict[str, int]
+) -> None:
+    """The bug: with the Pushgateway's port held, ``start`` said ready and the runs' metrics went
+    to the other process. The binaries are real, so a broken check would start the stack."""
+    ports = stopped_afterwards
+    pg, pushgateway = ports["STACK_PG_PORT"], ports["STACK_PUSHGATEWAY_PORT"]
+    with (
+        port_held(pg, address="0.0.0.0") as pg_holder,
+        port_held(pushgateway) as pushgateway_holder,
+    ):
+        result = run_stack("start", separate_stack_dir, **as_variables(ports))
+    assert result.returncode == 1
+    problems = [line for line in result.stderr.splitlines() if line.startswith("[stack]   ")]
+    assert [problem.split(" (", 2)[:2] for problem in problems] == [
+        [f"[stack]   port {pg}", f"STACK_PG_PORT) is held by pid {pg_holder}"],
+        [f"[stack]   port {pushgateway}", f"STACK_PUSHGATEWAY_PORT) is held by pid {pushgateway_holder}"],
+        ["[stack]   stop them, or move this stack with the STACK_* variables", "scripts/stack.sh ports)"],
+    ]
+    assert "[stack] ready;" not in result.stderr
+    assert list(separate_stack_dir.iterdir()) == []
+    assert {name: port for name, port in bound_ports(ports).items() if listening(port)} == {}
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_an_ipv6_listener_on_any_address_is_refused(absent_stack_dir: Path) -> None:
+    [port] = free_ports(1)
+    with port_held(port, address="::") as holder:
+        result = run_refused_start(absent_stack_dir, STACK_SIM_PORT=str(port))
+    assert result.returncode == 1
+    assert f"[stack]   port {port} (STACK_SIM_PORT) is held by pid {holder} (" in result.stderr
+    assert not absent_stack_dir.exists()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_port_taken_after_the_check_fails_the_start_and_stops_what_it_started(
+    separate_stack_dir: Path, stopped_afterwards: dict[str, int]
+) -> None:
+    """A socket bound but not listening passes the check (nothing listens), and the Pushgateway,
+    started last, cannot bind: as if the port were taken between the check and the start."""
+    ports = stopped_afterwards
+    pushgateway = ports["STACK_PUSHGATEWAY_PORT"]
+    with port_held(pushgateway, listen=False):
+        result = run_stack("start", separate_stack_dir, **as_variables(ports))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    exited = [line for line in lines if "exited before it listened" in line]
+    assert len(exited) == 1
+    assert f"exited before it listened on port {pushgateway} (STACK_PUSHGATEWAY_PORT)" in exited[0]
+    assert exited[0].startswith("[stack] pushgateway (pid ")
+    assert "bind: address already in use" in result.stderr
+    assert lines[-1] == "[stack] start failed: stopped what it had started"
+    assert "[stack] ready;" not in result.stderr
+    assert stack_processes(separate_stack_dir) == []
+    assert {name: port for name, port in bound_ports(ports).items() if listening(port)} == {}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_stack_on_ports_above_55535_binds_exactly_the_ports_it_was_given(separate_stack_dir: Path) -> None:
+    ports = separate_stack_ports()
+    bound = bound_ports(ports)
+    variables = as_variables(ports)
     try:
         started = run_stack("start", separate_stack_dir, **variables)
         assert started.returncode == 0, started.stderr
@@ -246,6 +365,25 @@ def test_a_stack_on_ports_above_55535_binds_exactly_the_ports_it_was_given(separ
         stack_env = (separate_stack_dir / "stack.env").read_text()
         assert f"S3_ENDPOINT_URL=http://127.0.0.1:{ports['STACK_S3_PORT']}" in stack_env
         assert f"@127.0.0.1:{ports['STACK_PG_PORT']}/dwh" in stack_env
+
+        # Its own ports are no obstacle to starting it again: nothing new starts.
+        again = run_stack("start", separate_stack_dir, **variables)
+        assert again.returncode == 0, again.stderr
+        assert [line.split(" (pid")[0] for line in again.stderr.splitlines()] == [
+            "[stack] postgres already running",
+            "[stack] seaweedfs already running",
+            "[stack] simulator already running",
+            "[stack] pushgateway already running",
+            f"[stack] ready; environment: source {separate_stack_dir}/stack.env",
+        ]
+
+        # A running service must serve this run's port, not the one it was started with.
+        [moved] = free_ports(1)
+        elsewhere = run_stack("start", separate_stack_dir, **{**variables, "STACK_SIM_PORT": str(moved)})
+        assert elsewhere.returncode == 1
+        assert f"did not listen on port {moved} (STACK_SIM_PORT)" in elsewhere.stderr
+        assert "[stack] ready;" not in elsewhere.stderr
+        assert listening(ports["STACK_SIM_PORT"])  # what was running before is left running
     finally:
         stopped = run_stack("stop", separate_stack_dir, **variables)
     assert stopped.returncode == 0, stopped.stderr
