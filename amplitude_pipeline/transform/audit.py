@@ -5,6 +5,8 @@ error per run is slow. The audit reads the whole file once and aggregates every
 problem by key, keeping a count, the first line and a few example values, so memory
 grows with the number of distinct problem keys, never with the number of lines.
 
+Lines are read as the loader reads them (:mod:`amplitude_pipeline.transform.json_line`: again
+exactly where orjson lost a number's digits), so the audit judges every line as a load would.
 Blank (whitespace-only) lines are counted in ``lines_scanned`` and otherwise skipped.
 """
 

@@ -87,7 +87,9 @@ def json_text(value: Any) -> str:
 
     Strings are themselves; booleans are ``true``/``false``; numbers are their JSON
     literal (for floats, Python's shortest round-trip repr, e.g. ``1.5``, ``1e+16``).
-    Arrays and objects have no string form.
+    Arrays and objects have no string form, and neither has a float that may be an integer
+    whose digits orjson dropped (:func:`may_have_lost_digits`): the loaders read such a line
+    again exactly, and a float left after that was written with a fraction.
     """
     kind = type(value)
     if kind is str:
