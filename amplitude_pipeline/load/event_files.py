@@ -40,6 +40,7 @@ from amplitude_pipeline.storage.dwh import (
 )
 from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
 from amplitude_pipeline.transform.batch import ReducedBatch
+from amplitude_pipeline.transform.json_line import transform_line
 from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
 
 DEFAULT_BATCH_SIZE = 100_000
@@ -177,12 +178,15 @@ def _load_locked_file(
                     else:
                         try:
                             batch.add(transform_single_record(parse(line), mappings, memo))
-                        except orjson.JSONDecodeError as error:
-                            committer.fail(batch, line_index, malformed_line_message(line, error))
-                        except RecordError as error:
-                            committer.fail(batch, line_index, str(error))
+                        except (orjson.JSONDecodeError, RecordError):
+                            # orjson may have lost a number's digits: the line's outcome is
+                            # transform_line's, which reads it again exactly where that matters.
+                            try:
+                                batch.add(transform_line(line, mappings, memo))
+                            except Exception as error:
+                                committer.fail(batch, line_index, line_failure_message(line, error))
                         except Exception as error:  # a line must never fail the load without its number
-                            committer.fail(batch, line_index, f"unexpected {describe_error(error)}")
+                            committer.fail(batch, line_index, line_failure_message(line, error))
                     if lines_in_batch == batch_size:
                         committer.submit(batch, line_index, finished=False)
                         batch, lines_in_batch = ReducedBatch(), 0
@@ -222,6 +226,15 @@ def _lines_phrase(last_successful_line: int) -> str:
     if last_successful_line == 0:
         return "line 0"
     return f"lines 0–{last_successful_line}"
+
+
+def line_failure_message(line: bytes, error: Exception) -> str:
+    """Why a line cannot be loaded: malformed JSON, a record error, or something unexpected."""
+    if isinstance(error, orjson.JSONDecodeError):
+        return malformed_line_message(line, error)
+    if isinstance(error, RecordError):
+        return str(error)
+    return f"unexpected {describe_error(error)}"
 
 
 def malformed_line_message(line: bytes, error: orjson.JSONDecodeError) -> str:
@@ -290,7 +303,7 @@ def _commit_up_to_refused_record(
             if line_index > last:
                 break
             if line_index >= first and line and not line.isspace():
-                records.append((line_index, transform_single_record(orjson.loads(line), mappings, memo)))
+                records.append((line_index, transform_line(line, mappings, memo)))
 
     def write(conn: Connection) -> PrefixWrite:
         prefix = write_records_up_to_refusal(dwh, conn, records)

@@ -5,6 +5,8 @@ error per run is slow. The audit reads the whole file once and aggregates every
 problem by key, keeping a count, the first line and a few example values, so memory
 grows with the number of distinct problem keys, never with the number of lines.
 
+Lines are read as the loader reads them (:mod:`amplitude_pipeline.transform.json_line`: again
+exactly where orjson lost a number's digits), so the audit judges every line as a load would.
 Blank (whitespace-only) lines are counted in ``lines_scanned`` and otherwise skipped.
 """
 
@@ -12,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
 from amplitude_pipeline.text import short_repr, shorten
+from amplitude_pipeline.transform.json_line import read_line, reread_lost_digits
 from amplitude_pipeline.transform.mapping import FieldMappings
 from amplitude_pipeline.transform.records import (
+    MalformedRecordError,
+    RecordError,
     ValueConversionError,
     collect_envelope_errors,
     collect_record_errors,
@@ -180,6 +185,15 @@ class _ConversionTally(_Tally):
     column_type: str = ""
 
 
+def _problems(record: Any, mappings: FieldMappings) -> tuple[list[MalformedRecordError], list[RecordError]]:
+    """What a load would refuse in ``record``: its envelope's problems, then its user_properties'."""
+    envelope_errors = collect_envelope_errors(record)
+    user_properties = record.get("user_properties") if isinstance(record, dict) else None
+    if not isinstance(user_properties, dict):
+        return envelope_errors, []
+    return envelope_errors, collect_record_errors(user_properties, mappings)
+
+
 def audit_user_properties(
     lines: Iterable[bytes], mappings: FieldMappings, *, max_examples: int = DEFAULT_MAX_EXAMPLES
 ) -> AuditReport:
@@ -202,21 +216,23 @@ def audit_user_properties(
         if not line or line.isspace():
             continue
         try:
-            record = orjson.loads(line)
+            record = read_line(line)
         except orjson.JSONDecodeError as json_error:
             malformed_lines += 1
             note_malformed("json", line_index, shorten(f"not valid JSON: {json_error}", _KEY_LIMIT))
             continue
 
-        envelope_errors = collect_envelope_errors(record)
+        envelope_errors, record_errors = _problems(record, mappings)
+        if envelope_errors or record_errors:
+            exact = reread_lost_digits(line, record)
+            if exact is not record:
+                envelope_errors, record_errors = _problems(exact, mappings)
         if envelope_errors:
             malformed_lines += 1
             for envelope_error in envelope_errors:
                 note_malformed(envelope_error.key or "record", line_index, str(envelope_error))
-        if not isinstance(record, dict) or not isinstance(record.get("user_properties"), dict):
-            continue
 
-        for record_error in collect_record_errors(record["user_properties"], mappings):
+        for record_error in record_errors:
             # Findings are grouped by the key as shown: a hostile file's megabyte-long keys cost
             # neither memory nor a megabyte of report.
             key = shorten(record_error.key or "", _KEY_LIMIT)

@@ -25,9 +25,10 @@ Cast = Callable[[Any], Any]
 
 BIGINT_MIN: Final = -(2**63)
 BIGINT_MAX: Final = 2**63 - 1
-# orjson keeps integers up to 64 bits exactly and turns larger ones into floats: a float this
-# large may have been an integer literal whose digits are gone.
-_BEYOND_64_BITS: Final = 2.0**64
+# orjson reads integer literals from -2**63 to 2**64 - 1 exactly and turns the others into floats,
+# which round to at most -2**63 or at least 2**64.
+_ORJSON_INT_FLOOR: Final = -(2.0**63)
+_ORJSON_INT_CEILING: Final = 2.0**64
 _OUT_OF_RANGE: Final = "out of the supported range (years 1 to 9999, in UTC)"
 
 _INT_TEXT: Final = re.compile(r"\s*[+-]?[0-9]+\s*")
@@ -42,6 +43,15 @@ _BOOL_TEXT: Final[dict[str, bool]] = {
     "0": False,
     "no": False,
 }
+
+
+def may_have_lost_digits(value: float) -> bool:
+    """Whether orjson can have made ``value`` of an integer literal, whose digits are then gone.
+
+    A line with such a float is read again exactly (:mod:`amplitude_pipeline.transform.json_line`);
+    a float that is still one afterwards was written with a fraction, and a float it stays.
+    """
+    return value <= _ORJSON_INT_FLOOR or value >= _ORJSON_INT_CEILING
 
 
 class ConversionFailure(ValueError):
@@ -77,7 +87,9 @@ def json_text(value: Any) -> str:
 
     Strings are themselves; booleans are ``true``/``false``; numbers are their JSON
     literal (for floats, Python's shortest round-trip repr, e.g. ``1.5``, ``1e+16``).
-    Arrays and objects have no string form.
+    Arrays and objects have no string form, and neither has a float that may be an integer
+    whose digits orjson dropped (:func:`may_have_lost_digits`): the loaders read such a line
+    again exactly, and a float left after that was written with a fraction.
     """
     kind = type(value)
     if kind is str:
@@ -89,9 +101,9 @@ def json_text(value: Any) -> str:
     if kind is float:
         if not math.isfinite(value):
             raise ConversionFailure(f"{value!r} is not a finite number")
-        if abs(value) >= _BEYOND_64_BITS and value.is_integer():
+        if may_have_lost_digits(value):
             raise ConversionFailure(
-                "a whole number beyond 64 bits: the JSON parser keeps only its first 17 digits, "
+                "a number beyond 64 bits with a fraction: a float keeps only its first 17 digits, "
                 "so its text is lost; send it as a string"
             )
         return repr(value)
@@ -135,6 +147,8 @@ def cast_int(value: Any) -> int | None:
             raise ConversionFailure("integer out of the 64-bit range") from None
         return _checked_bigint(number)
     if kind is float:
+        if may_have_lost_digits(value):
+            raise ConversionFailure("integer out of the 64-bit range")
         if value.is_integer():
             return _checked_bigint(int(value))
         raise ConversionFailure("not an integral number")

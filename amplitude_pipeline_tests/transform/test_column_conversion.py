@@ -53,9 +53,21 @@ def test_int_rejects_one_beyond_the_64_bit_range(value: Any) -> None:
         column("int").convert(value)
 
 
-def test_a_float_of_2_to_the_64_has_lost_its_digits_and_is_an_error_for_str() -> None:
-    with pytest.raises(ConversionFailure, match="beyond 64 bits"):
-        column("str").convert(2.0**64)
+@pytest.mark.parametrize(
+    ("column_type", "reason"),
+    [("str", "a number beyond 64 bits"), ("int", "integer out of the 64-bit range")],
+)
+def test_a_float_of_2_to_the_64_may_have_lost_its_digits_and_is_an_error(
+    column_type: str, reason: str
+) -> None:
+    with pytest.raises(ConversionFailure, match=reason):
+        column(column_type).convert(2.0**64)
+
+
+def test_a_float_of_minus_2_to_the_63_may_be_an_integer_below_the_range_and_is_an_error_for_int() -> None:
+    """orjson reads -2**63 - 1 as the float -2**63: read as in range, it would load the wrong number."""
+    with pytest.raises(ConversionFailure, match="out of the 64-bit range"):
+        column("int").convert(-(2.0**63))
 
 
 @pytest.mark.parametrize(("value", "expected"), [(1, 1.0), (72.5, 72.5), ("72.5", 72.5), (" -1e3 ", -1000.0)])

@@ -67,12 +67,17 @@ def test_an_int_column_with_a_regex_refuses_a_number_beyond_64_bits(mappings: Fi
     assert raised.value.column == "changeable.age"
 
 
-def test_a_str_column_refuses_a_number_whose_digits_the_parser_lost(mappings: FieldMappings) -> None:
+@pytest.mark.parametrize("value", [TWO_TO_THE_SEVENTY, -(2.0**63)], ids=["2**70", "-2**63"])
+def test_a_str_column_refuses_a_float_whose_digits_the_parser_may_have_lost(
+    mappings: FieldMappings, value: float
+) -> None:
+    """-2**63 is also what orjson makes of -2**63 - 1. The loaders read such a line again exactly
+    (test_exact_numbers.py); a float left after that was written with a fraction."""
     with pytest.raises(ValueConversionError, match="send it as a string"):
-        transform_user_properties({"city": TWO_TO_THE_SEVENTY}, mappings)
+        transform_user_properties({"city": value}, mappings)
 
 
-@pytest.mark.parametrize("value", [1.5, 1e16, 2.0**63, -(2.0**63), 12345678901234567890])
+@pytest.mark.parametrize("value", [1.5, 1e16, 2.0**63, -(2.0**63) + 2048, 12345678901234567890])
 def test_numbers_the_parser_keeps_exactly_still_convert_to_text(mappings: FieldMappings, value: Any) -> None:
     expected = repr(value) if type(value) is float else str(value)
     assert transform_user_properties({"city": value}, mappings)[2][1] == expected
