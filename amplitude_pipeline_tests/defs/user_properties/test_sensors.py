@@ -1,6 +1,7 @@
 """``s3_new_objects_sensor`` ticking over SeaweedFS with the cursor carried from tick to tick."""
 
 import gzip
+import random
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -9,7 +10,14 @@ from typing import Any
 
 import orjson
 import pytest
-from dagster import Definitions, RunRequest, SensorDefinition, build_sensor_context
+from dagster import (
+    DagsterInstance,
+    Definitions,
+    RunRequest,
+    SensorDefinition,
+    build_sensor_context,
+    instance_for_test,
+)
 from sqlalchemy import insert
 
 from amplitude_pipeline.defs.user_properties.jobs import load_s3_event_files, load_s3_event_files_op
@@ -18,12 +26,14 @@ from amplitude_pipeline.defs.user_properties.sensors import (
     FILE_COUNT_TAG,
     build_s3_new_objects_sensor,
 )
+from amplitude_pipeline.load.event_files import load_event_file
 from amplitude_pipeline.load.s3_discovery import DiscoveryLimits
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import ListingPage, RawEventStore
-from amplitude_pipeline_tests.defs.support import NO_METRICS
+from amplitude_pipeline_tests.defs.support import NO_METRICS, dwh_repository
 from amplitude_pipeline_tests.defs.user_properties.support import patients, permanent_ehr_ids
-from amplitude_pipeline_tests.load.events import upload_events
+from amplitude_pipeline_tests.load.events import event, upload_events
+from amplitude_pipeline_tests.load.support import rows
 
 pytestmark = pytest.mark.integration
 
@@ -34,31 +44,43 @@ class Ticker:
     """Evaluates the sensor as the daemon would, one tick after another: only the cursor string
     passes from one evaluation to the next."""
 
-    def __init__(self, sensor: SensorDefinition, store: RawEventStore, dwh: DWHRepository, pages: list[int]):
+    def __init__(
+        self,
+        sensor: SensorDefinition,
+        store: RawEventStore,
+        dwh: DWHRepository,
+        pages: list[int],
+        instance: DagsterInstance,
+        limits: DiscoveryLimits = LIMITS,
+    ):
         self.sensor = sensor
         self.resources = {"raw_event_store": store, "dwh": dwh}
         self.pages = pages
+        self.instance = instance
+        self.limits = limits
         self.cursor: str | None = None
         self.requested: list[tuple[str, str]] = []
         self.run_keys: list[str] = []
 
     def tick(self) -> list[RunRequest]:
         pages_before = self.pages[0]
-        with build_sensor_context(cursor=self.cursor, resources=self.resources) as context:
+        with build_sensor_context(
+            cursor=self.cursor, resources=self.resources, instance=self.instance
+        ) as context:
             result = self.sensor(context)
-        assert self.pages[0] - pages_before <= LIMITS.max_pages_per_tick
+        assert self.pages[0] - pages_before <= self.limits.max_pages_per_tick
         self.cursor = result.cursor
         requests = list(result.run_requests or [])
         files_this_tick = 0
         for request in requests:
             files = files_of(request)
-            assert 0 < len(files) <= LIMITS.max_files_per_run
+            assert 0 < len(files) <= self.limits.max_files_per_run
             assert request.tags[FILE_COUNT_TAG] == str(len(files))
             assert int(request.tags[BYTES_TAG]) > 0
             files_this_tick += len(files)
             self.requested += files
             self.run_keys.append(request.run_key)
-        assert files_this_tick <= LIMITS.max_files_per_tick
+        assert files_this_tick <= self.limits.max_files_per_tick
         assert (result.skip_reason is None) == bool(requests)
         return requests
 
@@ -80,6 +102,12 @@ class Ticker:
 def files_of(request: RunRequest) -> list[tuple[str, str]]:
     config = request.run_config["ops"][load_s3_event_files_op.name]["config"]
     return [(file["key"], file["etag"]) for file in config["files"]]
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with instance_for_test() as test_instance:
+        yield test_instance
 
 
 @pytest.fixture
@@ -120,7 +148,9 @@ def amplitude_export_keys(root: str, days: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ticks_over_2500_keys_request_each_content_once_with_bounded_work(raw_event_store, dwh, pages):
+def test_ticks_over_2500_keys_request_each_content_once_with_bounded_work(
+    raw_event_store, dwh, pages, instance
+):
     root = f"{raw_event_store.prefix}/"
     event_keys = amplitude_export_keys(root, days=100) + [f"{root}weeks/{i:03d}.jsonl.gz" for i in range(100)]
     markers = [
@@ -133,7 +163,7 @@ def test_ticks_over_2500_keys_request_each_content_once_with_bounded_work(raw_ev
     etags = put(raw_event_store, event_keys)
     put(raw_event_store, markers, body=b"")
     assert len(etags) == 2500
-    ticker = Ticker(build_s3_new_objects_sensor([root], LIMITS), raw_event_store, dwh, pages)
+    ticker = Ticker(build_s3_new_objects_sensor([root], LIMITS), raw_event_store, dwh, pages, instance)
 
     for _ in range(3):
         ticker.tick()
@@ -191,14 +221,16 @@ def test_ticks_over_2500_keys_request_each_content_once_with_bounded_work(raw_ev
     )
 
 
-def test_the_runs_it_requests_load_the_files_and_are_not_requested_again(raw_event_store, dwh, pages):
+def test_the_runs_it_requests_load_the_files_and_are_not_requested_again(
+    raw_event_store, dwh, pages, instance
+):
     keys = [
         upload_events(raw_event_store, "2024-01-08.jsonl.gz", patients("2024-01-08", "E1", "E2")),
         upload_events(raw_event_store, "187512/187512_2024-01-15_3#0.json.gz", patients("2024-01-15", "E3")),
         upload_events(raw_event_store, "187512/187512_2024-01-15_3#1.json.gz", patients("2024-01-15", "E4")),
     ]
     sensor = build_s3_new_objects_sensor([raw_event_store.prefix], LIMITS)
-    ticker = Ticker(sensor, raw_event_store, dwh, pages)
+    ticker = Ticker(sensor, raw_event_store, dwh, pages, instance)
     defs = Definitions(
         jobs=[load_s3_event_files],
         resources={"raw_event_store": raw_event_store, "dwh": dwh, "metrics_pusher": NO_METRICS},
@@ -218,3 +250,112 @@ def test_the_runs_it_requests_load_the_files_and_are_not_requested_again(raw_eve
     assert ticker.state(f"{raw_event_store.prefix}/")["requested"] == {}
     ticker.cursor = None
     assert ticker.tick() == []
+
+
+EXPORT_DAYS = ("2024-01-08", "2024-01-09")
+HOURS_WITH_REPEATED_USERS = (1, 2, 10, 11)
+
+
+def amplitude_hourly_export(store: RawEventStore) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Two days of Amplitude's hourly S3-export files, in time order: ``(key, events)``.
+
+    Users R0–R7 come back in hours 1, 2, 10 and 11 (parts #0 and #1) of both days, each record
+    with its own ``initial_utm_source`` and ``registration_date`` (permanent values that disagree)
+    and some without them; users S0–S3 appear on the second day only, in hours 10 and 2. Every
+    hour also has users of its own. Lines within a file are shuffled.
+    """
+    shuffle = random.Random(15).shuffle
+    files = []
+    for day_number, day in enumerate(EXPORT_DAYS):
+        for hour in range(24):
+            repeated = hour in HOURS_WITH_REPEATED_USERS
+            for part in (0, 1) if repeated else (0,):
+                minute = 30 * part
+                events = [
+                    event(f"{day} {hour:02d}:{minute + i:02d}:00", ehr_id=f"D{day_number}H{hour}P{part}U{i}")
+                    for i in range(2)
+                ]
+                if repeated:
+                    events += [
+                        event(
+                            f"{day} {hour:02d}:{minute + 2 + user:02d}:00",
+                            ehr_id=f"R{user}",
+                            initial_utm_source=None
+                            if (user + hour + part) % 3 == 0
+                            else f"{day} {hour}#{part}",
+                            registration_date=f"2023-{hour:02d}-{10 + user:02d}" if user % 2 else None,
+                            city=f"city of hour {hour}",
+                        )
+                        for user in range(8)
+                        if (user + hour + part) % 4 != 1
+                    ]
+                if day_number == 1 and hour in (2, 10):
+                    events += [
+                        event(
+                            f"{day} {hour:02d}:{minute + 20 + user:02d}:00",
+                            ehr_id=f"S{user}",
+                            initial_utm_source=f"{day} {hour}#{part}",
+                        )
+                        for user in range(4)
+                    ]
+                shuffle(events)
+                key = upload_events(store, f"187512/187512_{day}_{hour}#{part}.json.gz", events)
+                files.append((key, events))
+    return files
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        LIMITS,
+        # Several runs of a few files, and ticks that see one day and a half: groups are cut.
+        DiscoveryLimits(page_size=10, max_pages_per_tick=4, max_files_per_tick=300, max_files_per_run=6),
+    ],
+    ids=["one-tick", "many-ticks"],
+)
+def test_hourly_export_files_load_in_the_order_of_their_data(
+    raw_event_store, dwh, new_dwh_schema, pages, instance, limits
+):
+    files = amplitude_hourly_export(raw_event_store)
+    sensor = build_s3_new_objects_sensor([raw_event_store.prefix], limits)
+    ticker = Ticker(sensor, raw_event_store, dwh, pages, instance, limits)
+    job = Definitions(
+        jobs=[load_s3_event_files],
+        resources={"raw_event_store": raw_event_store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+    ).resolve_job_def(load_s3_event_files.name)
+
+    for _ in range(100):
+        requests = ticker.tick()
+        for request in requests:
+            run = job.execute_in_process(run_config=request.run_config, tags=request.tags, instance=instance)
+            assert run.success
+        if not requests and all(loaded(dwh, key) for key, _ in files):
+            break
+    else:
+        raise AssertionError("the sensor did not load every file")
+
+    with dwh_repository(new_dwh_schema()) as one_by_one:
+        one_by_one.ensure_schema()
+        for key, _ in files:
+            load_event_file(one_by_one, raw_event_store, key)
+        for table in ("permanent", "changeable"):
+            assert rows(dwh, table) == rows(one_by_one, table), table
+    earliest: dict[str, dict[str, Any]] = {}
+    for _, events in files:
+        for record in events:
+            ehr_id = record["user_properties"]["ehr_id"]
+            if ehr_id not in earliest or record["event_time"] < earliest[ehr_id]["event_time"]:
+                earliest[ehr_id] = record
+    permanent = rows(dwh, "permanent")
+    assert len(permanent) == len(earliest)
+    for row in permanent:
+        first = earliest[row["ehr_id"]]
+        assert (str(row["uuid"]), row["event_time"].strftime("%Y-%m-%d %H:%M:%S")) == (
+            first["uuid"],
+            first["event_time"],
+        ), row["ehr_id"]
+
+
+def loaded(dwh: DWHRepository, key: str) -> bool:
+    checkpoint = dwh.get_checkpoint(key)
+    return checkpoint is not None and checkpoint.finished
