@@ -452,14 +452,18 @@ def test_runs_smaller_than_a_day_take_it_in_order_and_the_next_tick_continues_it
     assert sensor.state()["requested"] == {}  # the sweep completed; nothing left to remember
 
 
-def test_a_day_larger_than_a_tick_can_list_loads_part_by_part_without_stalling():
+@pytest.mark.parametrize(
+    "files_per_run, per_tick", [(100, [20, 20, 20, 13]), (7, [7, 7, 6, 7, 7, 6, 7, 7, 6, 7, 6])]
+)
+def test_a_day_larger_than_a_tick_can_list_loads_part_by_part_without_stalling(files_per_run, per_tick):
     bucket = Bucket()
     day = hourly_day(bucket, "2024-01-08", parts=3)  # 72 keys
     later = bucket.put(f"{PREFIX}zz.json.gz", T0 - 2 * HOUR)
-    sensor = Sensor(bucket, limits(page_size=10, max_pages_per_tick=2))  # 20 keys a tick
+    # 20 keys a tick: each lists part of the day only.
+    sensor = Sensor(bucket, limits(page_size=10, max_pages_per_tick=2, max_files_per_run=files_per_run))
 
     ticks = []
-    for i in range(10):
+    for i in range(20):
         ticks.append(sensor.tick(T0 + timedelta(seconds=30 * i)))
         if ticks[-1].sweeps_completed:
             break
@@ -470,7 +474,7 @@ def test_a_day_larger_than_a_tick_can_list_loads_part_by_part_without_stalling()
     for tick in ticks:
         assert [obj.key for obj in tick.files] == sorted((obj.key for obj in tick.files), key=data_order_key)
     assert "S3_WATCH_MAX_PAGES_PER_TICK" in ticks[0].warnings[0]
-    assert [len(tick.files) for tick in ticks] == [20, 20, 20, 13]
+    assert [len(tick.files) for tick in ticks] == per_tick
 
 
 def test_a_waiting_prefix_is_not_listed_and_keeps_its_place_while_the_others_go_on():

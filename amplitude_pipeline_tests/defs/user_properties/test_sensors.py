@@ -12,26 +12,37 @@ import orjson
 import pytest
 from dagster import (
     DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
     Definitions,
     RunRequest,
     SensorDefinition,
     build_sensor_context,
     instance_for_test,
 )
+from dagster._core.test_utils import in_process_test_workspace
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster_graphql.test.utils import execute_dagster_graphql
 from sqlalchemy import insert
 
 from amplitude_pipeline.defs.user_properties.jobs import load_s3_event_files, load_s3_event_files_op
 from amplitude_pipeline.defs.user_properties.sensors import (
     BYTES_TAG,
     FILE_COUNT_TAG,
+    PREFIX_TAG,
     build_s3_new_objects_sensor,
 )
 from amplitude_pipeline.load.event_files import load_event_file
-from amplitude_pipeline.load.s3_discovery import DiscoveryLimits
+from amplitude_pipeline.load.s3_discovery import DiscoveryLimits, data_order_key
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import ListingPage, RawEventStore
 from amplitude_pipeline_tests.defs.support import NO_METRICS, dwh_repository
-from amplitude_pipeline_tests.defs.user_properties.support import patients, permanent_ehr_ids
+from amplitude_pipeline_tests.defs.user_properties.support import (
+    JOB_DWH_SCHEMA_VARIABLE,
+    JOB_S3_PREFIX_VARIABLE,
+    patients,
+    permanent_ehr_ids,
+)
 from amplitude_pipeline_tests.load.events import event, upload_events
 from amplitude_pipeline_tests.load.support import rows
 
@@ -59,6 +70,7 @@ class Ticker:
         self.instance = instance
         self.limits = limits
         self.cursor: str | None = None
+        self.skip_reason: str | None = None
         self.requested: list[tuple[str, str]] = []
         self.run_keys: list[str] = []
 
@@ -70,17 +82,21 @@ class Ticker:
             result = self.sensor(context)
         assert self.pages[0] - pages_before <= self.limits.max_pages_per_tick
         self.cursor = result.cursor
+        self.skip_reason = result.skip_reason.skip_message if result.skip_reason else None
         requests = list(result.run_requests or [])
         files_this_tick = 0
         for request in requests:
             files = files_of(request)
             assert 0 < len(files) <= self.limits.max_files_per_run
+            assert [key for key, _ in files] == sorted((key for key, _ in files), key=data_order_key)
             assert request.tags[FILE_COUNT_TAG] == str(len(files))
             assert int(request.tags[BYTES_TAG]) > 0
             files_this_tick += len(files)
             self.requested += files
             self.run_keys.append(request.run_key)
         assert files_this_tick <= self.limits.max_files_per_tick
+        prefixes = [request.tags[PREFIX_TAG] for request in requests]
+        assert len(prefixes) == len(set(prefixes))  # one run per prefix
         assert (result.skip_reason is None) == bool(requests)
         return requests
 
@@ -169,10 +185,12 @@ def test_ticks_over_2500_keys_request_each_content_once_with_bounded_work(
         ticker.tick()
     position = ticker.position(root)
     assert position is not None
-    # Three ticks of a backlog: each stops at its file budget, and the next resumes right after.
-    in_order = [key for key in sorted(event_keys + markers) if key in etags]
-    assert [key for key, _ in ticker.requested] == in_order[: 3 * LIMITS.max_files_per_tick]
-    assert position == in_order[3 * LIMITS.max_files_per_tick - 1]
+    # Three ticks of a backlog (no run finishes, nothing holds the prefix back): each requests one
+    # run of files in data order, and the next goes on from the first file it did not take, a day
+    # it took part of listed again whole.
+    in_data_order = sorted(event_keys, key=data_order_key)
+    assert [key for key, _ in ticker.requested] == in_data_order[: 3 * LIMITS.max_files_per_run]
+    assert position == max(in_data_order[: 3 * LIMITS.max_files_per_run])  # the end of day 5
 
     # While the sweep is half-way: a late key that sorts before its position, one after it, a
     # replaced object it already requested, and more markers.
@@ -240,6 +258,8 @@ def test_the_runs_it_requests_load_the_files_and_are_not_requested_again(
     run = defs.resolve_job_def(load_s3_event_files.name).execute_in_process(
         run_config=request.run_config, tags=request.tags
     )
+
+    assert request.tags[PREFIX_TAG] == f"{raw_event_store.prefix}/"
 
     assert sorted(key for key, _ in files_of(request)) == sorted(keys)
     assert run.success
@@ -324,15 +344,19 @@ def test_hourly_export_files_load_in_the_order_of_their_data(
         resources={"raw_event_store": raw_event_store, "dwh": dwh, "metrics_pusher": NO_METRICS},
     ).resolve_job_def(load_s3_event_files.name)
 
+    runs = 0
     for _ in range(100):
         requests = ticker.tick()
         for request in requests:
             run = job.execute_in_process(run_config=request.run_config, tags=request.tags, instance=instance)
             assert run.success
+            runs += 1
         if not requests and all(loaded(dwh, key) for key, _ in files):
             break
     else:
         raise AssertionError("the sensor did not load every file")
+    assert runs >= len(files) / limits.max_files_per_run
+    assert [key for key, _ in ticker.requested] == [key for key, _ in files]  # in time order, each once
 
     with dwh_repository(new_dwh_schema()) as one_by_one:
         one_by_one.ensure_schema()
@@ -359,3 +383,106 @@ def test_hourly_export_files_load_in_the_order_of_their_data(
 def loaded(dwh: DWHRepository, key: str) -> bool:
     checkpoint = dwh.get_checkpoint(key)
     return checkpoint is not None and checkpoint.finished
+
+
+TEST_LOCATION_MODULE = "amplitude_pipeline_tests.defs.user_properties.support"
+
+LAUNCH_RUN = """
+mutation ($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+REEXECUTE_RUN = """
+mutation ($reexecutionParams: ReexecutionParams!) {
+  launchRunReexecution(reexecutionParams: $reexecutionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status parentRunId tags { key value } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_a_failed_run_holds_its_prefix_back_until_a_reexecution_of_it_succeeds(
+    raw_event_store, dwh, dwh_schema, pages, monkeypatch
+):
+    """The runs are launched and re-executed as the UI does it (GraphQL, from a workspace), so
+    that the re-execution's tags are Dagster's own choice: it copies the parent's."""
+    bad = patients("2024-01-08", "A2", "A3")
+    bad[1]["user_properties"]["mystery_key"] = "?"
+    failing = upload_events(raw_event_store, "a/2.jsonl.gz", bad)
+    upload_events(raw_event_store, "a/1.jsonl.gz", patients("2024-01-08", "A1"))
+    upload_events(raw_event_store, "a/3.jsonl.gz", patients("2024-01-08", "A4"))
+    upload_events(raw_event_store, "b/1.jsonl.gz", patients("2024-01-08", "B1"))
+    root = raw_event_store.prefix
+    monkeypatch.setenv(JOB_S3_PREFIX_VARIABLE, root)
+    monkeypatch.setenv(JOB_DWH_SCHEMA_VARIABLE, dwh_schema)
+    sensor = build_s3_new_objects_sensor([f"{root}/a", f"{root}/b"], LIMITS)
+    with (
+        instance_for_test(synchronous_run_coordinator=True, synchronous_run_launcher=True) as instance,
+        in_process_test_workspace(
+            instance,
+            LoadableTargetOrigin(module_name=TEST_LOCATION_MODULE, attribute="load_job_on_the_test_stack"),
+        ) as workspace,
+    ):
+        ticker = Ticker(sensor, raw_event_store, dwh, pages, instance)
+        (location,) = workspace.code_location_names
+        (repository,) = workspace.get_code_location(location).get_repositories()
+
+        def launch(request: RunRequest) -> DagsterRun:
+            """As the daemon does: the request's config and tags, launched (here: run at once)."""
+            params = {
+                "selector": {
+                    "repositoryLocationName": location,
+                    "repositoryName": repository,
+                    "pipelineName": load_s3_event_files.name,
+                },
+                "runConfigData": request.run_config,
+                "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in request.tags.items()]},
+            }
+            result = execute_dagster_graphql(workspace, LAUNCH_RUN, {"executionParams": params})
+            launched = result.data["launchRun"]
+            assert launched["__typename"] == "LaunchRunSuccess", launched
+            return instance.get_run_by_id(launched["run"]["runId"])
+
+        first_a, first_b = sorted(ticker.tick(), key=lambda request: request.tags[PREFIX_TAG])
+        assert first_a.tags[PREFIX_TAG] == f"{root}/a/"
+        failed = launch(first_a)
+        assert failed.status == DagsterRunStatus.FAILURE
+        assert launch(first_b).status == DagsterRunStatus.SUCCESS
+
+        # Later files: prefix b goes on; prefix a waits for its failed run, saying what to do.
+        later_a = upload_events(raw_event_store, "a/4.jsonl.gz", patients("2024-01-09", "A5"))
+        upload_events(raw_event_store, "b/2.jsonl.gz", patients("2024-01-09", "B2"))
+        (second_b,) = ticker.tick()
+        assert second_b.tags[PREFIX_TAG] == f"{root}/b/"
+        assert launch(second_b).status == DagsterRunStatus.SUCCESS
+        for _ in range(2):
+            assert ticker.tick() == []
+            assert ticker.skip_reason is not None
+            assert (
+                f"{root}/a/ waits: run {failed.run_id} failed, and the later files of this prefix load only "
+                f"after it; fix the cause, then re-execute run {failed.run_id}: loaded files are skipped, "
+                "the failed file resumes after its checkpoint"
+            ) in ticker.skip_reason
+
+        # The cause fixed, the run re-executed from failure as the UI's button does it.
+        upload_events(raw_event_store, "a/2.jsonl.gz", patients("2024-01-08", "A2", "A3"))
+        params = {"parentRunId": failed.run_id, "strategy": "FROM_FAILURE"}
+        result = execute_dagster_graphql(workspace, REEXECUTE_RUN, {"reexecutionParams": params})
+        reexecuted = result.data["launchRunReexecution"]
+        assert reexecuted["__typename"] == "LaunchRunSuccess", reexecuted
+        reexecution = instance.get_run_by_id(reexecuted["run"]["runId"])
+        assert (reexecution.parent_run_id, reexecution.status) == (failed.run_id, DagsterRunStatus.SUCCESS)
+        assert reexecution.tags[PREFIX_TAG] == f"{root}/a/"
+        assert loaded(dwh, failing)
+
+        (third_a,) = ticker.tick()
+        assert [key for key, _ in files_of(third_a)] == [later_a]
+        assert launch(third_a).status == DagsterRunStatus.SUCCESS
+    assert permanent_ehr_ids(dwh) == ["A1", "A2", "A3", "A4", "A5", "B1", "B2"]
