@@ -13,11 +13,11 @@ whole, again and again, each sweep spread over as many calls as it needs:
   listed by the next sweep, and its ``LastModified`` is at most the margin older than the moment
   it became visible (S3 dates a multipart upload from its *initiation*, so the margin must cover
   the longest upload, and any clock skew between this host and S3).
-- **Requested.** Objects requested by this sweep or the previous one that the next sweep would
-  still list (last modified at or after the watermark it will set) are remembered as
-  ``{key: [etag, last_modified]}``, so that a load that is queued, running or failed is not
-  requested again. Entries are dropped when the watermark passes them, and as soon as the DWH's
-  checkpoint table says their content is loaded to the end (the checkpoint then skips it).
+- **Requested.** Objects requested are remembered as ``{key: [etag, last_modified]}``, so that
+  a load that is queued, running or failed is not requested again, also when a tick lists them
+  again (see *Order*). Entries are dropped as soon as the DWH's checkpoint table says their
+  content is loaded to the end (the checkpoint then skips it), and when a sweep completes with a
+  watermark past them (no later sweep lists them).
 - **Checkpoints.** Before an object is requested, ``pipeline_file_checkpoints`` (read only) is
   asked whether that key is finished with that ETag: a reset or lost cursor re-lists everything
   once but requests only what is not loaded yet.
@@ -26,6 +26,14 @@ An object is requested when its key ends in ``.json.gz`` or ``.jsonl.gz``, it is
 the watermark, and neither the requested set nor a finished checkpoint has its (key, ETag). A
 replaced object has a new ETag and is requested again; markers (``_SUCCESS``), other suffixes and
 "directory" keys never are.
+
+**Order** (CONTRACT §3: files of one prefix load in the order of their data). A call requests at
+most one run per prefix, its files in ``data_order_key`` order; the sensor does not call for a
+prefix while a run of it is in flight or failed (``waiting``), so runs of a prefix load one after
+another. Amplitude's export files sort by name in the wrong order (``_10#0`` before ``_2#0``), so
+the files of one export day (``export_day``; contiguous in the listing) are put in order only once
+the whole day has been listed; a call that stops within a day leaves the position before it. See
+``_sweep`` for a day too large for one call to list.
 
 The cursor is JSON (``DiscoveryCursor.to_json``)::
 
@@ -43,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +67,9 @@ from amplitude_pipeline.storage.s3 import MAX_LIST_PAGE_SIZE, ListedObject, List
 
 EVENT_FILE_SUFFIXES: Final = (".json.gz", ".jsonl.gz")
 CURSOR_VERSION: Final = 1
+_AMPLITUDE_EXPORT_FILE: Final = re.compile(
+    r"(?P<day>(?:[^/]*/)*\d+_\d{4}-\d{2}-\d{2}_)(?P<hour>\d+)#(?P<part>\d+)\.jsonl?\.gz"
+)
 _LOOKUP_CHUNK: Final = 1000
 
 _logger: Final[Log] = logging.getLogger(__name__)
@@ -88,6 +100,27 @@ class DiscoveryLimits:
 
 def is_event_file(key: str) -> bool:
     return key.endswith(EVENT_FILE_SUFFIXES)
+
+
+def data_order_key(key: str) -> tuple[str, int, int, str]:
+    """Where a file's data comes among the files of its prefix (CONTRACT §3).
+
+    Amplitude's hourly S3-export files (``…/{project}_{YYYY-MM-DD}_{H}#{n}.json.gz``) by
+    directory, project and date (their ``export_day``), then hour as a number, then part as a
+    number: ``_2#0`` before ``_2#1`` before ``_10#0``, where the names sort ``_10#0`` first. Any
+    other key by name. The two kinds compare too: an export day comes where S3 lists its keys.
+    """
+    match = _AMPLITUDE_EXPORT_FILE.fullmatch(key)
+    if match is None:
+        return (key, -1, -1, key)
+    return (match["day"], int(match["hour"]), int(match["part"]), key)
+
+
+def export_day(key: str) -> str | None:
+    """``…/{project}_{YYYY-MM-DD}_`` for an Amplitude export file, the start of the keys of its
+    directory, project and day (contiguous in S3's lexical listing); None for any other key."""
+    match = _AMPLITUDE_EXPORT_FILE.fullmatch(key)
+    return None if match is None else match["day"]
 
 
 def normalize_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
@@ -178,13 +211,19 @@ FinishedLookup = Callable[[Collection[str]], Mapping[str, str]]
 
 @dataclass
 class Discovery:
-    """What one call found: the files to load, in listing order, and the cursor to store."""
+    """What one call found: at most one run of files per prefix, in data order, and the cursor to
+    store."""
 
-    files: list[ListedObject]
+    runs: list[FileGroup]
     cursor: DiscoveryCursor
     pages_listed: int = 0
     objects_listed: int = 0
     sweeps_completed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[ListedObject]:
+        return [obj for run in self.runs for obj in run.files]
 
 
 def discover(
@@ -195,11 +234,14 @@ def discover(
     *,
     now: datetime,
     limits: DiscoveryLimits,
+    waiting: Collection[str] = (),
 ) -> Discovery:
     """One bounded step of the sweeps over ``prefixes`` (normalised, see ``normalize_prefixes``).
 
     Lists at most ``limits.max_pages_per_tick`` pages, selects at most
-    ``limits.max_files_per_tick`` files and completes at most one sweep per prefix.
+    ``limits.max_files_per_tick`` files, at most one run of them per prefix, and completes at most
+    one sweep per prefix. The prefixes in ``waiting`` (a run of theirs is in flight, or failed) are
+    not listed: their position stays where it is until they may load again.
     ``cursor`` is not changed; the new one is in the result.
     """
     next_cursor = DiscoveryCursor(
@@ -208,13 +250,45 @@ def discover(
     )
     for state in next_cursor.prefixes.values():
         _forget_loaded(state, finished)
-    found = Discovery(files=[], cursor=next_cursor)
+    found = Discovery(runs=[], cursor=next_cursor)
     start = cursor.turn % max(len(prefixes), 1)
     for prefix in [*prefixes[start:], *prefixes[:start]]:
         if found.pages_listed >= limits.max_pages_per_tick or len(found.files) >= limits.max_files_per_tick:
             break
-        _sweep(prefix, next_cursor.prefixes[prefix], listing, finished, now, limits, found)
+        if prefix in waiting:
+            continue
+        run = _RunBuilder(
+            max_files=min(limits.max_files_per_run, limits.max_files_per_tick - len(found.files)),
+            max_bytes=limits.max_bytes_per_run,
+        )
+        _sweep(prefix, next_cursor.prefixes[prefix], listing, finished, now, limits, found, run)
+        if run.files:
+            found.runs.append(FileGroup(prefix, tuple(run.files)))
     return found
+
+
+@dataclass
+class _RunBuilder:
+    """The files of one run, taken in data order while they fit (a file larger than ``max_bytes``
+    runs alone)."""
+
+    max_files: int
+    max_bytes: int
+    files: list[ListedObject] = field(default_factory=list)
+    size: int = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.files) >= self.max_files or self.size >= self.max_bytes
+
+    def take(self, group: Iterable[ListedObject]) -> bool:
+        """Take ``group``'s files in data order while they fit; whether all of them did."""
+        for obj in sorted(group, key=lambda listed: data_order_key(listed.key)):
+            if self.files and (len(self.files) >= self.max_files or self.size + obj.size > self.max_bytes):
+                return False
+            self.files.append(obj)
+            self.size += obj.size
+        return True
 
 
 def _sweep(
@@ -225,13 +299,42 @@ def _sweep(
     now: datetime,
     limits: DiscoveryLimits,
     found: Discovery,
+    run: _RunBuilder,
 ) -> None:
+    """Continue ``prefix``'s sweep one group at a time: an export day (``export_day``), or any
+    other single key.
+
+    A group's files are taken only once the whole group has been listed, so that they can be
+    put in data order, and the position moves past a group only once all of its files are
+    taken. A tick that stops in the middle of a group (its pages or its run are used up) leaves
+    the position before that group, and the next tick lists the group again whole: what this
+    tick took is in the requested set by then (or loaded), and the rest follows it in order.
+
+    An export day too large for one tick to list whole (more than ``max_pages_per_tick`` pages)
+    cannot be put in order as a whole: rather than stall on it, a tick that lists nothing but
+    part of it takes that part in data order, and the next tick goes on after it. Such a day
+    loads in data order part by part only.
+    """
     if state.sweep_started is None:
         state.sweep_started = now.astimezone(UTC).replace(microsecond=0)
         state.after = None
     next_watermark = state.sweep_started - limits.upload_margin
+    started_after = state.after
+    last_key = state.after
+    day: str | None = None
+    before_group = state.after
+    group_files: list[ListedObject] = []
+
+    def take_group() -> bool:
+        """Take the open group's files, in data order, while the run has room; whether all fit."""
+        taken_before = len(run.files)
+        everything_taken = run.take(group_files)
+        for obj in run.files[taken_before:]:
+            state.requested[obj.key] = (obj.etag, int(obj.last_modified.timestamp()))
+        return everything_taken
+
     pages = listing.list_pages(prefix, start_after=state.after, page_size=limits.page_size)
-    while found.pages_listed < limits.max_pages_per_tick and len(found.files) < limits.max_files_per_tick:
+    while found.pages_listed < limits.max_pages_per_tick:
         page = next(pages)
         found.pages_listed += 1
         found.objects_listed += len(page.objects)
@@ -239,19 +342,37 @@ def _sweep(
         loaded = finished([obj.key for obj in candidates]) if candidates else {}
         wanted = {obj.key for obj in candidates if loaded.get(obj.key) != obj.etag}
         for obj in page.objects:
+            if day is None or not obj.key.startswith(day):  # the open group is complete
+                if not take_group():
+                    state.after = before_group
+                    return
+                if run.full:
+                    state.after = last_key
+                    return
+                day, before_group, group_files = export_day(obj.key), last_key, []
             if obj.key in wanted:
-                if len(found.files) >= limits.max_files_per_tick:
-                    return  # the next call resumes at this object
-                found.files.append(obj)
-                if obj.last_modified >= next_watermark:
-                    state.requested[obj.key] = (obj.etag, int(obj.last_modified.timestamp()))
-                else:  # the next sweep will not list it again
-                    state.requested.pop(obj.key, None)
-            state.after = obj.key
+                group_files.append(obj)
+            last_key = obj.key
         if page.is_last:
-            _complete(state, next_watermark)
-            found.sweeps_completed.append(prefix)
+            if take_group():
+                _complete(state, next_watermark)
+                found.sweeps_completed.append(prefix)
+            else:
+                state.after = before_group
             return
+    # The pages are used up; an open export day may go on in the next page.
+    if day is None or not group_files:
+        # A single key is complete; nothing listed of a day needs a load: its rest orders alone.
+        state.after = last_key if take_group() else before_group
+    elif before_group == started_after:
+        found.warnings.append(
+            f"{prefix}: the files of {day}… fill more than {limits.max_pages_per_tick} pages of "
+            f"{limits.page_size} keys: loading the part listed, in data order, before the rest "
+            "(raise S3_WATCH_MAX_PAGES_PER_TICK to order such a day whole)"
+        )
+        state.after = last_key if take_group() else before_group
+    else:
+        state.after = before_group
 
 
 def _may_need_load(obj: ListedObject, state: PrefixSweep) -> bool:
@@ -288,8 +409,9 @@ def _copy(state: PrefixSweep | None) -> PrefixSweep:
 
 @dataclass(frozen=True)
 class FileGroup:
-    """Files loaded by one run."""
+    """Files of one prefix loaded by one run, in data order."""
 
+    prefix: str
     files: tuple[ListedObject, ...]
 
     @property
@@ -302,25 +424,6 @@ class FileGroup:
         run key once per sensor, so one group of contents is never loaded twice by it."""
         pairs = "\n".join(sorted(f"{obj.key}\t{obj.etag}" for obj in self.files))
         return f"s3-files-{hashlib.sha256(pairs.encode()).hexdigest()[:32]}"
-
-
-def group_into_runs(files: Sequence[ListedObject], limits: DiscoveryLimits) -> list[FileGroup]:
-    """Consecutive files in runs of at most ``max_files_per_run`` files and ``max_bytes_per_run``
-    bytes (a larger file runs alone)."""
-    groups: list[FileGroup] = []
-    current: list[ListedObject] = []
-    size = 0
-    for obj in files:
-        if current and (
-            len(current) >= limits.max_files_per_run or size + obj.size > limits.max_bytes_per_run
-        ):
-            groups.append(FileGroup(tuple(current)))
-            current, size = [], 0
-        current.append(obj)
-        size += obj.size
-    if current:
-        groups.append(FileGroup(tuple(current)))
-    return groups
 
 
 def finished_checkpoint_etags(dwh: DWHRepository, keys: Collection[str]) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The sweeps, watermark and requested set of ``s3_discovery``, over an in-memory bucket (no S3)."""
 
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -10,8 +11,10 @@ from amplitude_pipeline.load.s3_discovery import (
     Discovery,
     DiscoveryCursor,
     DiscoveryLimits,
+    FileGroup,
+    data_order_key,
     discover,
-    group_into_runs,
+    export_day,
     normalize_prefixes,
 )
 from amplitude_pipeline.storage.s3 import ListedObject, ListingPage
@@ -63,6 +66,7 @@ class Sensor:
         self.finished = finished if finished is not None else {}
         self.cursor: str | None = None
         self.requested: list[tuple[str, str]] = []
+        self.waiting: set[str] = set()
 
     def tick(self, now: datetime) -> Discovery:
         requests_before = self.bucket.requests
@@ -73,9 +77,12 @@ class Sensor:
             lambda keys: {key: self.finished[key] for key in keys if key in self.finished},
             now=now,
             limits=self.limits,
+            waiting=self.waiting,
         )
         assert self.bucket.requests - requests_before == found.pages_listed <= self.limits.max_pages_per_tick
         assert len(found.files) <= self.limits.max_files_per_tick
+        assert len({run.prefix for run in found.runs}) == len(found.runs)
+        assert all(len(run.files) <= self.limits.max_files_per_run for run in found.runs)
         self.cursor = found.cursor.to_json()
         self.requested += [(obj.key, obj.etag) for obj in found.files]
         return found
@@ -336,25 +343,156 @@ def obj(name: str, size: int, etag: str = "e") -> ListedObject:
     return ListedObject(key=name, etag=etag, size=size, last_modified=T0)
 
 
-def test_runs_hold_at_most_their_files_and_bytes_and_a_large_file_runs_alone():
-    files = [obj("a", 10), obj("b", 10), obj("c", 10), obj("huge", 1000), obj("d", 10), obj("e", 85)]
+def test_a_tick_requests_one_run_per_prefix_of_at_most_its_files_and_bytes_and_a_large_file_alone():
+    bucket = Bucket()
+    for name, size in [("1a", 10), ("2b", 10), ("3c", 10), ("4huge", 1000), ("5d", 10), ("6e", 85)]:
+        bucket.put(f"{PREFIX}{name}.json.gz", T0 - 2 * HOUR, size=size)
+    sensor = Sensor(bucket, limits(max_files_per_run=2, max_bytes_per_run=100))
 
-    groups = group_into_runs(files, DiscoveryLimits(max_files_per_run=2, max_bytes_per_run=100))
+    ticks = [sensor.tick(T0 + timedelta(minutes=i)) for i in range(5)]
 
-    assert [[f.key for f in group.files] for group in groups] == [["a", "b"], ["c"], ["huge"], ["d", "e"]]
-    assert [group.total_bytes for group in groups] == [20, 10, 1000, 95]
+    assert [[obj.key.removeprefix(PREFIX) for obj in tick.files] for tick in ticks] == [
+        ["1a.json.gz", "2b.json.gz"],
+        ["3c.json.gz"],
+        ["4huge.json.gz"],
+        ["5d.json.gz", "6e.json.gz"],
+        [],
+    ]
+    assert [[run.total_bytes for run in tick.runs] for tick in ticks] == [[20], [10], [1000], [95], []]
 
 
 def test_a_run_key_names_the_contents_whatever_their_order():
     a, b = obj("a", 1, "e1"), obj("b", 1, "e2")
-    one_run = DiscoveryLimits(max_files_per_run=10)
 
-    (forward,) = group_into_runs([a, b], one_run)
-    (backward,) = group_into_runs([b, a], one_run)
-    (replaced,) = group_into_runs([a, obj("b", 1, "e3")], one_run)
+    forward = FileGroup(PREFIX, (a, b))
+    backward = FileGroup(PREFIX, (b, a))
+    replaced = FileGroup(PREFIX, (a, obj("b", 1, "e3")))
 
     assert forward.run_key == backward.run_key
     assert forward.run_key != replaced.run_key
+
+
+def export_file(day: str, hour: int, part: int = 0, directory: str = f"{PREFIX}187512/") -> str:
+    return f"{directory}187512_{day}_{hour}#{part}.json.gz"
+
+
+def test_files_sort_in_the_order_of_their_data():
+    in_data_order = [
+        "exports/187512/187512_2023-12-31_23#0.json.gz",
+        "exports/187512/187512_2024-01-08_0#0.json.gz",
+        "exports/187512/187512_2024-01-08_2#0.json.gz",
+        "exports/187512/187512_2024-01-08_2#1.json.gz",
+        "exports/187512/187512_2024-01-08_2#2.json.gz",
+        "exports/187512/187512_2024-01-08_2#10.json.gz",
+        "exports/187512/187512_2024-01-08_10#0.json.gz",
+        "exports/187512/187512_2024-01-08_23#0.json.gz",
+        "exports/187512/187512_2024-01-09_1#0.json.gz",
+        "exports/187512/187512_2024-01-09_1#0.jsonl.gz",
+        "exports/187512/notes.json.gz",
+        "exports/200000/200000_2024-01-08_9#0.json.gz",
+        "exports/200000/200000_2024-01-08_12#0.json.gz",
+        "exports/2024-01-08.jsonl.gz",
+        "exports/eu/187512/187512_2024-01-08_3#0.json.gz",
+        "exports/eu/187512/187512_2024-01-08_11#0.json.gz",
+        "weekly/2024-01-01.jsonl.gz",
+        "weekly/2024-01-08.jsonl.gz",
+        "weekly/range/2024-01-03.jsonl.gz",
+    ]
+    shuffled = list(in_data_order)
+    random.Random(15).shuffle(shuffled)
+
+    assert sorted(shuffled, key=data_order_key) == in_data_order
+    assert sorted(in_data_order) != in_data_order  # S3's order is not the data's
+    assert export_day("exports/187512/187512_2024-01-08_10#0.json.gz") == "exports/187512/187512_2024-01-08_"
+    assert export_day("187512_2024-01-08_10#1.json.gz") == "187512_2024-01-08_"
+    for other in (
+        "exports/2024-01-08.jsonl.gz",
+        "exports/187512/187512_2024-01-08_10.json.gz",
+        "x_1#0.json.gz",
+    ):
+        assert export_day(other) is None
+
+
+def hourly_day(bucket: Bucket, day: str, parts: int = 1) -> list[str]:
+    """One export day, put in S3's order; its keys in data order."""
+    keys = [export_file(day, hour, part) for hour in range(24) for part in range(parts)]
+    for key in sorted(keys):
+        bucket.put(key, T0 - 2 * HOUR)
+    return keys
+
+
+def test_a_tick_that_lists_part_of_a_day_leaves_it_whole_to_the_next_tick():
+    bucket = Bucket()
+    first_day, second_day = hourly_day(bucket, "2024-01-08"), hourly_day(bucket, "2024-01-09")
+    sensor = Sensor(bucket, limits(page_size=10, max_pages_per_tick=4))  # 40 keys: a day and a half
+
+    first = sensor.tick(T0)
+    assert [obj.key for obj in first.files] == first_day
+    assert sensor.state()["after"] == max(first_day)  # not within the second day
+    second = sensor.tick(T0 + timedelta(seconds=30))
+    assert [obj.key for obj in second.files] == second_day
+    assert second.sweeps_completed == [PREFIX]
+
+
+def test_runs_smaller_than_a_day_take_it_in_order_and_the_next_tick_continues_it():
+    bucket = Bucket()
+    days = hourly_day(bucket, "2024-01-08", parts=2) + hourly_day(bucket, "2024-01-09", parts=2)
+    bucket.put(f"{PREFIX}2024-01-08.jsonl.gz", T0 - 2 * HOUR)  # a weekly object after them
+    sensor = Sensor(bucket, limits(page_size=10, max_pages_per_tick=6, max_files_per_run=20))
+
+    per_tick = []
+    for i in range(20):
+        found = sensor.tick(T0 + timedelta(seconds=30 * i))
+        per_tick.append([obj.key for obj in found.files])
+        if found.sweeps_completed:
+            break
+
+    assert [key for key, _ in sensor.requested] == [*days, f"{PREFIX}2024-01-08.jsonl.gz"]
+    assert [len(keys) for keys in per_tick] == [20, 20, 8, 20, 20, 9]
+    assert sensor.state()["requested"] == {}  # the sweep completed; nothing left to remember
+
+
+@pytest.mark.parametrize(
+    "files_per_run, per_tick", [(100, [20, 20, 20, 13]), (7, [7, 7, 6, 7, 7, 6, 7, 7, 6, 7, 6])]
+)
+def test_a_day_larger_than_a_tick_can_list_loads_part_by_part_without_stalling(files_per_run, per_tick):
+    bucket = Bucket()
+    day = hourly_day(bucket, "2024-01-08", parts=3)  # 72 keys
+    later = bucket.put(f"{PREFIX}zz.json.gz", T0 - 2 * HOUR)
+    # 20 keys a tick: each lists part of the day only.
+    sensor = Sensor(bucket, limits(page_size=10, max_pages_per_tick=2, max_files_per_run=files_per_run))
+
+    ticks = []
+    for i in range(20):
+        ticks.append(sensor.tick(T0 + timedelta(seconds=30 * i)))
+        if ticks[-1].sweeps_completed:
+            break
+
+    requested = [key for key, _ in sensor.requested]
+    assert sorted(requested) == sorted([*day, later.key])
+    assert len(requested) == len(set(requested))
+    for tick in ticks:
+        assert [obj.key for obj in tick.files] == sorted((obj.key for obj in tick.files), key=data_order_key)
+    assert "S3_WATCH_MAX_PAGES_PER_TICK" in ticks[0].warnings[0]
+    assert [len(tick.files) for tick in ticks] == per_tick
+
+
+def test_a_waiting_prefix_is_not_listed_and_keeps_its_place_while_the_others_go_on():
+    bucket = Bucket()
+    waiting = [bucket.put(f"a/{i}.json.gz", T0 - 2 * HOUR).key for i in range(3)]
+    other = bucket.put("b/1.json.gz", T0 - 2 * HOUR)
+    sensor = Sensor(bucket, limits(max_files_per_run=2), prefixes=("a/", "b/"))
+    assert [obj.key for obj in sensor.tick(T0).files] == [*waiting[:2], other.key]
+    state = sensor.state("a/")
+    sensor.waiting = {"a/"}
+
+    newer = bucket.put("b/2.json.gz", T0 + timedelta(seconds=30))
+    found = [sensor.tick(T0 + timedelta(minutes=1 + i)) for i in range(2)]
+
+    assert [[obj.key for obj in tick.files] for tick in found] == [[newer.key], []]
+    assert sensor.state("a/") == state
+    sensor.waiting = set()
+    assert [obj.key for obj in sensor.tick(T0 + timedelta(minutes=5)).files] == waiting[2:]
 
 
 @pytest.mark.parametrize(
