@@ -8,10 +8,16 @@ table. Runs of different files' partitions or prefixes therefore never overwrite
 the next run of the same group replaces its values (a PUT), and the Pushgateway stamps the
 group with ``push_time_seconds``.
 
-All four are gauges holding the values of the group's last run. A Pushgateway never adds
-pushes up, so a counter would restart with every run and ``rate()`` over it would be wrong;
-the ``_total`` names are the contract's. Per-date groups keep the number of series bounded
-(about 200 a year for weekly files) rather than one group per file.
+For S3 files the values are the group's *state*, read from the DWH's checkpoints after the load
+(CONTRACT §8): ``processed_records_total`` counts the records committed from all of the group's
+files (over every run), and ``interrupted_count`` stays 1 while any file of the group has an
+unfinished checkpoint, whatever loads after it, and ``errors_total`` while one of those stopped
+with an error; the load that pushes adds its own stop, if any. For the tmp table, whose source has
+no checkpoints, they are the values of the group's last run. ``processing_duration_seconds`` is
+always the last load's. All four are gauges: a Pushgateway keeps a group's last push and never
+adds pushes up; the ``_total`` names are the contract's. Per-date groups keep the number of
+series bounded (four per prefix and date: about 52 a year for weekly files, 365 a year for a
+prefix of daily or hourly files) rather than one group per file.
 
 Pushing is best effort: no URL means no push, and any failure is logged as a warning, never
 raised, so that metrics cannot fail a load.
@@ -19,34 +25,42 @@ raised, so that metrics cannot fail a load.
 
 from __future__ import annotations
 
+import base64
 import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.request import Request, urlopen
 
-from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+import orjson
+from prometheus_client import CollectorRegistry, Gauge, delete_from_gateway, push_to_gateway
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from amplitude_pipeline.load.event_files import FileLoadResult
 from amplitude_pipeline.load.tmp_table import MigrationResult
 from amplitude_pipeline.log import Log
+from amplitude_pipeline.storage.dwh import CheckpointGroupState, DWHRepository
 from amplitude_pipeline.text import redact, shorten
 
 JOB: Final = "amplitude_pipeline"
 SOURCE_S3: Final = "s3"
 SOURCE_TMP_TABLE: Final = "tmp_table"
 DEFAULT_PUSH_TIMEOUT_SECONDS: Final = 5.0
+# Settled groups (nothing stuck) older than this many days are deleted from the Pushgateway.
+DEFAULT_KEEP_SETTLED_DAYS: Final = 35
 
 # Name -> help text. The help is the same for every group: the Pushgateway wants one per name.
 METRIC_HELP: Final = {
-    "processed_records_total": "Records the last run of this group loaded and committed "
-    "(event lines or tmp_user_properties rows).",
-    "errors_total": "Errors that stopped the last run of this group (the loads stop at the first: 0 or 1).",
-    "processing_duration_seconds": "Wall-clock seconds the last run of this group spent loading.",
-    "interrupted_count": "1 when the last run of this group stopped before the end of its input "
-    "(an error or a termination), else 0.",
+    "processed_records_total": "Records committed from this group's files over all runs (S3), or by "
+    "its last run (tmp_user_properties rows).",
+    "errors_total": "1 while a load of this group is stopped by an error (a file's unfinished checkpoint, "
+    "or the last run), else 0.",
+    "processing_duration_seconds": "Wall-clock seconds the last load of this group took.",
+    "interrupted_count": "1 while a load of this group has not reached the end of its input: a file "
+    "whose checkpoint is unfinished (stuck, or loading right now), or a last run that stopped; else 0.",
 }
 
 _DATE_IN_NAME = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -102,20 +116,36 @@ def load_metrics(
     result: FileLoadResult | MigrationResult | None,
     duration_seconds: float,
     stopped_by: BaseException | None = None,
+    group: CheckpointGroupState | None = None,
 ) -> LoadMetrics:
     """The metrics of a load that ended with ``result`` (its partial result when it failed; None
-    when it failed before loading anything), stopped by ``stopped_by`` or complete.
+    when it failed before loading anything), stopped by ``stopped_by`` or complete, in a group
+    whose files' checkpoints are ``group`` (None: a source without checkpoints, or unreadable).
 
     An ``Exception`` is an error; any other ``BaseException`` (a run termination, Ctrl-C)
     interrupts the load without being one.
     """
+    errored = isinstance(stopped_by, Exception)
+    if group is None:
+        return LoadMetrics(
+            labels=dict(labels),
+            processed_records=processed_records(result),
+            errors=int(errored),
+            duration_seconds=round(duration_seconds, 3),
+            interrupted=int(stopped_by is not None),
+        )
     return LoadMetrics(
         labels=dict(labels),
-        processed_records=processed_records(result),
-        errors=int(isinstance(stopped_by, Exception)),
+        processed_records=group.records_loaded,
+        errors=int(errored or group.stopped_by_error > 0),
         duration_seconds=round(duration_seconds, 3),
-        interrupted=int(stopped_by is not None),
+        interrupted=int(stopped_by is not None or group.unfinished > 0),
     )
+
+
+def s3_group_state(dwh: DWHRepository, labels: Mapping[str, str]) -> CheckpointGroupState:
+    """The checkpoints of every file that shares the S3 labels ``labels`` (its directory and date)."""
+    return dwh.checkpoint_group_state(labels["prefix"], lambda key: s3_file_labels(key) == labels)
 
 
 def metrics_registry(metrics: LoadMetrics) -> CollectorRegistry:
@@ -132,8 +162,15 @@ def push_load_metrics(
     log: Log,
     *,
     timeout_seconds: float = DEFAULT_PUSH_TIMEOUT_SECONDS,
+    keep_settled_days: int = DEFAULT_KEEP_SETTLED_DAYS,
+    now: datetime | None = None,
 ) -> bool:
     """Push ``metrics`` to the Pushgateway at ``gateway_url``; True when it accepted them.
+
+    Then delete the groups of the same S3 prefix last pushed more than ``keep_settled_days``
+    before ``now`` that hold nothing stuck (``interrupted_count`` 0): Prometheus keeps their
+    history, and the Pushgateway holds per prefix the groups pushed in those days plus the stuck
+    ones (:func:`settled_groups_to_delete`).
 
     Credentials in the URL (``http://user:password@host:9091``) go into a Basic-Auth header and
     never into a message. Any failure is logged as a warning and swallowed.
@@ -156,7 +193,56 @@ def push_load_metrics(
         log.warning(f"load metrics ({place}) not pushed to the Pushgateway at {address}: {shorten(message)}")
         return False
     log.info(f"load metrics ({place}) pushed to the Pushgateway at {address}")
+    if metrics.labels.get("source") == SOURCE_S3:
+        try:
+            groups = _pushed_groups(address, gateway_url, timeout_seconds)
+            cutoff = (now or datetime.now(UTC)) - timedelta(days=keep_settled_days)
+            for grouping_key in settled_groups_to_delete(groups, metrics.labels, cutoff):
+                delete_from_gateway(
+                    address, job=JOB, grouping_key=grouping_key, timeout=timeout_seconds, handler=handler
+                )
+        except Exception as error:
+            message = redact(f"{type(error).__name__}: {error}", secrets)
+            log.warning(
+                f"old settled metric groups of {metrics.labels['prefix']!r} not deleted: {shorten(message)}"
+            )
     return True
+
+
+def settled_groups_to_delete(
+    groups: Iterable[Mapping[str, Any]], pushed: Mapping[str, str], cutoff: datetime
+) -> list[dict[str, str]]:
+    """The grouping keys, among the Pushgateway's ``groups`` (its ``/api/v1/metrics`` data), of
+    this job's other S3 groups of the ``pushed`` group's prefix, last pushed before ``cutoff``,
+    with ``interrupted_count`` 0."""
+    doomed = []
+    for group in groups:
+        labels = group.get("labels", {})
+        if labels.get("job") != JOB or labels.get("source") != SOURCE_S3:
+            continue
+        if labels.get("prefix") != pushed["prefix"] or labels.get("partition") == pushed.get("partition"):
+            continue
+        if _gauge(group, "push_time_seconds") >= cutoff.timestamp():
+            continue
+        if _gauge(group, "interrupted_count") == 0:
+            doomed.append({name: value for name, value in labels.items() if name != "job"})
+    return doomed
+
+
+def _gauge(group: Mapping[str, Any], name: str) -> float:
+    """A group's value of gauge ``name``; NaN (never equal, never less) when it has none."""
+    samples = group.get(name, {}).get("metrics", [])
+    return max((float(sample["value"]) for sample in samples), default=float("nan"))
+
+
+def _pushed_groups(address: str, gateway_url: str, timeout_seconds: float) -> list[Mapping[str, Any]]:
+    parts = urlsplit(gateway_url if "://" in gateway_url else f"http://{gateway_url}")
+    request = Request(f"{address.rstrip('/')}/api/v1/metrics")
+    if parts.password is not None:
+        credentials = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
+    with urlopen(request, timeout=timeout_seconds) as response:
+        return list(orjson.loads(response.read()).get("data", []))
 
 
 _Handler = Callable[..., Callable[[], None]]

@@ -28,7 +28,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,12 +104,19 @@ class PrometheusServer:
             for alert in self.get("/api/v1/alerts")["alerts"]
         ]
 
-    def wait_until_firing(self, name: str, timeout: float = 30.0) -> list[Alert]:
-        """The firing alerts named ``name``, as soon as there is one; AssertionError after
-        ``timeout`` seconds, saying what the alert's rule and the server show instead."""
+    def named(self, name: str, labels: Mapping[str, str] | None = None) -> list[Alert]:
+        """The active alerts named ``name`` whose labels include ``labels``."""
+        wanted = (labels or {}).items()
+        return [alert for alert in self.alerts() if alert.name == name and wanted <= alert.labels.items()]
+
+    def wait_until_firing(
+        self, name: str, timeout: float = 30.0, labels: Mapping[str, str] | None = None
+    ) -> list[Alert]:
+        """The firing alerts named ``name`` (with ``labels``), as soon as there is one;
+        AssertionError after ``timeout`` seconds, saying what the rule and the server show instead."""
         deadline = time.monotonic() + timeout
         while True:
-            named = [alert for alert in self.alerts() if alert.name == name]
+            named = self.named(name, labels)
             firing = [alert for alert in named if alert.state == "firing"]
             if firing:
                 return firing
@@ -120,12 +127,14 @@ class PrometheusServer:
                 )
             time.sleep(POLL_SECONDS)
 
-    def wait_until_absent(self, name: str, timeout: float = 30.0) -> None:
-        """Returns once no alert named ``name`` is pending or firing; AssertionError after
-        ``timeout`` seconds, listing those still active."""
+    def wait_until_absent(
+        self, name: str, timeout: float = 30.0, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """Returns once no alert named ``name`` (with ``labels``) is pending or firing;
+        AssertionError after ``timeout`` seconds, listing those still active."""
         deadline = time.monotonic() + timeout
         while True:
-            named = [alert for alert in self.alerts() if alert.name == name]
+            named = self.named(name, labels)
             if not named:
                 return
             if time.monotonic() >= deadline:

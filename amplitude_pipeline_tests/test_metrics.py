@@ -2,22 +2,30 @@
 for the Pushgateway where a request has to be seen."""
 
 import base64
+import json
+import os
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.request import urlopen
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import delete_from_gateway, generate_latest
 
 from amplitude_pipeline.load.event_files import FileLoadResult
 from amplitude_pipeline.load.tmp_table import MigrationResult
 from amplitude_pipeline.metrics import (
+    JOB,
     LoadMetrics,
     load_metrics,
     metrics_registry,
     push_load_metrics,
     s3_file_labels,
+    settled_groups_to_delete,
     tmp_table_labels,
 )
 from amplitude_pipeline_tests.support import RecordingLog, closed_port
@@ -52,6 +60,15 @@ def gateway() -> Iterator[FakeGateway]:
             self.send_response(status[0])
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def do_GET(self) -> None:
+            """The list of groups a push reads to delete old settled ones: none here."""
+            seen.append(SeenRequest("GET", self.path, self.headers.get("Authorization"), b""))
+            body = b'{"status":"success","data":[]}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -151,7 +168,9 @@ def test_a_push_puts_the_group_of_job_source_prefix_and_partition(gateway):
 
     assert push_load_metrics(week_metrics(), gateway.url, log) is True
 
-    [request] = gateway.requests
+    # The push, then the read of the groups whose old settled ones it deletes (none here).
+    request, listing = gateway.requests
+    assert (listing.method, listing.path) == ("GET", "/api/v1/metrics")
     assert request.method == "PUT"  # replaces the group's previous run whole
     prefix = base64.urlsafe_b64encode(b"amplitude/events").decode()
     assert request.path == (
@@ -200,3 +219,65 @@ def test_an_unparseable_url_is_a_warning_that_does_not_repeat_it():
     [warning] = log.warnings
     assert "secret" not in warning
     assert "the configured URL" in warning
+
+
+def pushed_group(prefix: str, partition: str, interrupted: float, pushed_at: float) -> dict[str, Any]:
+    """A group as the Pushgateway's /api/v1/metrics lists it."""
+    labels = {"job": JOB, "source": "s3", "prefix": prefix, "partition": partition}
+
+    def gauge(value: float) -> dict[str, Any]:
+        return {"type": "GAUGE", "metrics": [{"labels": labels, "value": str(value)}]}
+
+    return {"labels": labels, "interrupted_count": gauge(interrupted), "push_time_seconds": gauge(pushed_at)}
+
+
+def test_only_settled_groups_of_the_prefix_pushed_before_the_cutoff_are_deleted():
+    cutoff = datetime(2026, 11, 1, tzinfo=UTC)
+    old, recent = cutoff.timestamp() - 1, cutoff.timestamp() + 1
+    groups = [
+        pushed_group("events", "2024-01-01", 0, old),  # settled and old: deleted
+        pushed_group("events", "2024-01-08", 1, old),  # stuck: kept however old
+        pushed_group("events", "2024-01-15", 0, recent),  # pushed recently: kept
+        pushed_group("other", "2024-01-01", 0, old),  # another prefix: not this push's business
+        {"labels": {"job": "someone_else", "source": "s3", "prefix": "events"}},
+    ]
+
+    just_pushed = {"source": "s3", "prefix": "events", "partition": "2024-01-22"}
+    groups.append(pushed_group("events", "2024-01-22", 0, old))  # the group just pushed: never
+
+    assert settled_groups_to_delete(groups, just_pushed, cutoff) == [
+        {"source": "s3", "prefix": "events", "partition": "2024-01-01"}
+    ]
+
+
+@pytest.mark.integration
+def test_a_push_deletes_the_prefixs_settled_groups_pushed_longer_ago_than_kept(stack):
+    url = os.environ["PROMETHEUS_PUSHGATEWAY_URL"]
+    prefix = f"test-{uuid.uuid4().hex[:8]}/events"
+    log = RecordingLog()
+
+    def labels(partition: str) -> dict[str, str]:
+        return {"source": "s3", "prefix": prefix, "partition": partition}
+
+    def push(partition: str, interrupted: int, now: datetime | None = None) -> None:
+        metrics = week_metrics(labels=labels(partition), interrupted=interrupted)
+        assert push_load_metrics(metrics, url, log, keep_settled_days=35, now=now) is True
+
+    def partitions() -> set[str]:
+        with urlopen(f"{url}/api/v1/metrics", timeout=5) as response:
+            groups = json.load(response)["data"]
+        return {group["labels"]["partition"] for group in groups if group["labels"].get("prefix") == prefix}
+
+    try:
+        push("2024-01-01", interrupted=0)
+        push("2024-01-08", interrupted=1)
+        assert partitions() == {"2024-01-01", "2024-01-08"}
+
+        # Forty days later, another week of the prefix is pushed.
+        push("2024-01-15", interrupted=0, now=datetime.now(UTC) + timedelta(days=40))
+
+        assert partitions() == {"2024-01-08", "2024-01-15"}
+        assert log.warnings == []
+    finally:
+        for partition in ("2024-01-01", "2024-01-08", "2024-01-15"):
+            delete_from_gateway(url, job=JOB, grouping_key=labels(partition), timeout=5)

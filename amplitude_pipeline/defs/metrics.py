@@ -9,8 +9,8 @@ termination is pushed as an interrupted load and propagates unchanged.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 
 from dagster import ConfigurableResource, Failure, MetadataValue
 from pydantic import Field
@@ -19,11 +19,16 @@ from amplitude_pipeline.load.event_files import FileLoadInProgressError, FileLoa
 from amplitude_pipeline.load.tmp_table import MigrationResult
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.metrics import (
+    DEFAULT_KEEP_SETTLED_DAYS,
     DEFAULT_PUSH_TIMEOUT_SECONDS,
     LoadMetrics,
     load_metrics,
     push_load_metrics,
+    s3_file_labels,
+    s3_group_state,
 )
+from amplitude_pipeline.retries import describe_error
+from amplitude_pipeline.storage.dwh import CheckpointGroupState, DWHRepository
 
 
 class MetricsPusher(ConfigurableResource):
@@ -35,20 +40,38 @@ class MetricsPusher(ConfigurableResource):
     timeout_seconds: float = Field(
         default=DEFAULT_PUSH_TIMEOUT_SECONDS, gt=0, description="Per push; a slow gateway only delays a run."
     )
+    keep_settled_days: int = Field(
+        default=DEFAULT_KEEP_SETTLED_DAYS,
+        ge=1,
+        description="S3 groups dated more than this many days ago with nothing stuck are deleted from "
+        "the Pushgateway after a push (Prometheus keeps their history); stuck groups are never deleted.",
+    )
 
     def push(self, metrics: LoadMetrics, log: Log) -> bool:
         """True when the Pushgateway accepted them; a failure is logged, never raised."""
         if not self.pushgateway_url:
             return False
-        return push_load_metrics(metrics, self.pushgateway_url, log, timeout_seconds=self.timeout_seconds)
+        return push_load_metrics(
+            metrics,
+            self.pushgateway_url,
+            log,
+            timeout_seconds=self.timeout_seconds,
+            keep_settled_days=self.keep_settled_days,
+        )
 
     @contextmanager
-    def recording(self, log: Log, labels: Mapping[str, str]) -> Iterator[LoadRecording]:
+    def recording(
+        self,
+        log: Log,
+        labels: Mapping[str, str],
+        group_state: Callable[[], CheckpointGroupState] | None = None,
+    ) -> Iterator[LoadRecording]:
         """Time the load inside the block and record how it ended (see the module's docstring).
 
         ``labels``: :func:`amplitude_pipeline.metrics.s3_file_labels` or ``tmp_table_labels``.
+        ``group_state``: the checkpoints of the labels' group, read when the load ends (S3 files).
         """
-        recording = LoadRecording(self, log, labels)
+        recording = LoadRecording(self, log, labels, group_state)
         try:
             yield recording
         except FileLoadInProgressError:
@@ -63,13 +86,28 @@ class MetricsPusher(ConfigurableResource):
             raise RuntimeError("a load's recording ended without finish(result): its metrics are unknown")
 
 
+def s3_file_recording(
+    pusher: MetricsPusher, log: Log, dwh: DWHRepository, key: str
+) -> AbstractContextManager[LoadRecording]:
+    """The recording of one S3 file's load: its group's state is its checkpoints' (CONTRACT §8)."""
+    labels = s3_file_labels(key)
+    return pusher.recording(log, labels, group_state=lambda: s3_group_state(dwh, labels))
+
+
 class LoadRecording:
     """One load's metrics, timed from the start of its ``recording`` block, pushed once."""
 
-    def __init__(self, pusher: MetricsPusher, log: Log, labels: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        pusher: MetricsPusher,
+        log: Log,
+        labels: Mapping[str, str],
+        group_state: Callable[[], CheckpointGroupState] | None = None,
+    ) -> None:
         self._pusher = pusher
         self._log = log
         self._labels = labels
+        self._group_state = group_state
         self._started = time.monotonic()
         self.metrics: LoadMetrics | None = None
 
@@ -81,7 +119,8 @@ class LoadRecording:
         The first call pushes; later calls return the same metrics. Returns them as metadata.
         """
         if self.metrics is None:
-            self.metrics = load_metrics(self._labels, result, time.monotonic() - self._started, stopped_by)
+            duration = time.monotonic() - self._started
+            self.metrics = load_metrics(self._labels, result, duration, stopped_by, self._read_group_state())
             values = ", ".join(f"{name}={value}" for name, value in self.metrics.values().items())
             self._log.info(f"load metrics: {values}")
             self._pusher.push(self.metrics, self._log)
@@ -89,3 +128,16 @@ class LoadRecording:
             name: MetadataValue.float(value) if isinstance(value, float) else MetadataValue.int(value)
             for name, value in self.metrics.values().items()
         }
+
+    def _read_group_state(self) -> CheckpointGroupState | None:
+        """The group's checkpoints, or None (the run's own values) when they cannot be read: the
+        DWH may be what stopped the load, and metrics never fail one."""
+        if self._group_state is None:
+            return None
+        try:
+            return self._group_state()
+        except Exception as error:
+            self._log.warning(
+                f"load metrics: the group's checkpoints could not be read ({describe_error(error)})"
+            )
+            return None

@@ -55,9 +55,22 @@ class FileLoadResult(WriteTotals):
     started_after: int
     last_successful_line: int = START_OF_FILE
     records: int = 0
+    """Records this load committed."""
+    records_before: int = 0
+    """Records earlier loads of this content committed (the checkpoint's, when resuming)."""
     blank_lines: int = 0
     batches: int = 0
     already_loaded: bool = False
+
+    def checkpoint(self, last_successful_line: int, finished: bool, records: int = 0) -> FileCheckpoint:
+        """The checkpoint after ``records`` more records, up to ``last_successful_line``."""
+        return FileCheckpoint(
+            self.file_key,
+            self.etag,
+            last_successful_line,
+            finished,
+            records_loaded=self.records_before + self.records + records,
+        )
 
 
 class EventFileLoadError(LoadStoppedError):
@@ -123,13 +136,32 @@ def load_event_file(
                 "run again when it has finished"
             )
         try:
-            return _load_locked_file(dwh, store, key, start_after=start_after, batch_size=batch_size, log=log)
-        except _RefusedBatch as refused:
-            raise _commit_up_to_refused_record(dwh, store, refused, log) from None
-        except (ClientError, BotoCoreError) as error:
-            if is_missing_object_error(error):
-                raise
-            raise _unopenable(dwh, key, start_after, error) from error
+            try:
+                return _load_locked_file(
+                    dwh, store, key, start_after=start_after, batch_size=batch_size, log=log
+                )
+            except _RefusedBatch as refused:
+                raise _commit_up_to_refused_record(dwh, store, refused, log) from None
+            except (ClientError, BotoCoreError) as error:
+                if is_missing_object_error(error):
+                    raise
+                raise _unopenable(dwh, key, start_after, error) from error
+        except EventFileLoadError as stopped:
+            _record_error(dwh, stopped, log)
+            raise
+
+
+def _record_error(dwh: DWHRepository, stopped: EventFileLoadError, log: Log | None) -> None:
+    """Say on the file's checkpoint why its load stopped (its metrics group reports it until the
+    file loads). Best effort: the DWH may be what stopped the load."""
+    result = stopped.result
+    try:
+        dwh.record_load_error(
+            result.checkpoint(result.last_successful_line, finished=False), stopped.error_message
+        )
+    except Exception as error:
+        if log is not None:
+            log.warning(f"{result.file_key}: could not record why its load stopped: {describe_error(error)}")
 
 
 def _unopenable(
@@ -162,6 +194,9 @@ def _load_locked_file(
         if result.already_loaded:
             return result
         begin_after = result.started_after
+        # Unfinished from now on: a load that dies before its first batch is still seen as stuck.
+        start = result.checkpoint(begin_after, finished=False)
+        dwh.run_in_transaction(lambda conn: dwh.save_checkpoint(conn, start), log)
         batch = ReducedBatch()
         memo = UserPropertiesMemo()
         parse = orjson.loads
@@ -203,8 +238,15 @@ def _start(
     """The load's starting point (CONTRACT §7), said in the log; ``already_loaded`` when a finished
     checkpoint of this very content leaves nothing to do."""
     begin_after = resume_point(checkpoint, etag, start_after)
+    same_content = checkpoint is not None and checkpoint.etag == etag
     result = FileLoadResult(
-        file_key=key, etag=etag, started_after=begin_after, last_successful_line=begin_after
+        file_key=key,
+        etag=etag,
+        started_after=begin_after,
+        last_successful_line=begin_after,
+        # Lines before the start are loaded already (a start_after that goes back over loaded
+        # lines counts them again: the count is the records committed, not distinct lines).
+        records_before=checkpoint.records_loaded if same_content and begin_after >= 0 and checkpoint else 0,
     )
     if checkpoint is not None and start_after is None:
         if checkpoint.etag != etag:
@@ -308,7 +350,7 @@ def _commit_up_to_refused_record(
     def write(conn: Connection) -> PrefixWrite:
         prefix = write_records_up_to_refusal(dwh, conn, records)
         stop = records[prefix.written][0] if prefix.refusal is not None else last + 1
-        dwh.save_checkpoint(conn, FileCheckpoint(result.file_key, result.etag, stop - 1, finished=False))
+        dwh.save_checkpoint(conn, result.checkpoint(stop - 1, finished=False, records=prefix.written))
         return prefix
 
     prefix = dwh.run_in_transaction(write, log)
@@ -333,7 +375,8 @@ def _commit_up_to_refused_record(
     )
 
 
-_Work = tuple[ReducedBatch, FileCheckpoint]
+_Work = tuple[ReducedBatch, int, bool]
+"""A batch, the last line it covers, and whether it ends the file."""
 
 
 class _BatchCommitter:
@@ -365,9 +408,8 @@ class _BatchCommitter:
     def submit(self, batch: ReducedBatch, last_line: int, finished: bool) -> None:
         if self._failure is not None:
             self._finish()
-        checkpoint = FileCheckpoint(self._result.file_key, self._result.etag, last_line, finished)
         self._idle.acquire()  # the previous batch is committed (or dropped)
-        self._queue.put((batch, checkpoint))
+        self._queue.put((batch, last_line, finished))
 
     def fail(self, batch: ReducedBatch, line_index: int, message: str, retryable: bool = False) -> NoReturn:
         """Commit what precedes the failing line, then stop with its position."""
@@ -391,9 +433,10 @@ class _BatchCommitter:
                 del work  # the batch's records go as soon as it is written
                 self._idle.release()
 
-    def _commit_unless_failed(self, batch: ReducedBatch, checkpoint: FileCheckpoint) -> None:
+    def _commit_unless_failed(self, batch: ReducedBatch, last_line: int, finished: bool) -> None:
         if self._failure is not None:
             return  # keep draining, so that the loader never blocks
+        checkpoint = self._result.checkpoint(last_line, finished, records=batch.records)
         try:
             self._commit(batch, checkpoint)
         except BaseException as error:  # whatever it is, the load must fail with it

@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.schema import CreateSchema
+from sqlalchemy.schema import CreateColumn, CreateSchema
 from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.types import TypeEngine
 
@@ -159,6 +159,10 @@ class DWHTables:
             Column("last_successful_line", BigInteger, nullable=False),
             Column("finished", Boolean, nullable=False, server_default=text("false")),
             Column("updated_at", _timestamptz(), nullable=False, server_default=func.now()),
+            # Records committed from this content (all runs), and why its last load stopped:
+            # what the metrics of its group say (CONTRACT §8: state, not last push).
+            Column("records_loaded", BigInteger, nullable=False, server_default=text("0")),
+            Column("last_error", Text, nullable=True),
         )
         return cls(
             metadata=metadata,
@@ -177,6 +181,20 @@ class FileCheckpoint:
     etag: str
     last_successful_line: int
     finished: bool
+    records_loaded: int = 0
+    """Records committed from this content, over every run that loaded it."""
+
+
+@dataclass(frozen=True)
+class CheckpointGroupState:
+    """The checkpoints of a group of files (a directory's files of one date): what its metrics say."""
+
+    files: int = 0
+    records_loaded: int = 0
+    unfinished: int = 0
+    """Files whose load has not reached the end: stuck, or being loaded right now."""
+    stopped_by_error: int = 0
+    """Unfinished files whose last load stopped with an error."""
 
 
 @dataclass(frozen=True)
@@ -275,15 +293,16 @@ class DWHRepository(ConfigurableResource):
             self.tables.metadata.create_all(conn, checkfirst=True)
             inspector = inspect(conn)
             quote = conn.dialect.identifier_preparer.quote
-            for table in (self.tables.permanent, self.tables.changeable):
+            for table in (self.tables.permanent, self.tables.changeable, self.tables.checkpoints):
                 existing = {column["name"] for column in inspector.get_columns(table.name, self.db_schema)}
                 for column in table.columns:
                     if column.name in existing:
                         continue
+                    # The column's whole DDL: a NOT NULL column added to existing rows needs its default.
                     conn.execute(
                         text(
                             f"ALTER TABLE {quote(self.db_schema)}.{quote(table.name)} "
-                            f"ADD COLUMN {quote(column.name)} {column.type.compile(dialect=conn.dialect)}"
+                            f"ADD COLUMN {CreateColumn(column).compile(dialect=conn.dialect)}"
                         )
                     )
                     added.append(f"{table.name}.{column.name}")
@@ -295,13 +314,16 @@ class DWHRepository(ConfigurableResource):
         checkpoints = self.tables.checkpoints
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(checkpoints.c.etag, checkpoints.c.last_successful_line, checkpoints.c.finished).where(
-                    checkpoints.c.file_key == file_key
-                )
+                select(
+                    checkpoints.c.etag,
+                    checkpoints.c.last_successful_line,
+                    checkpoints.c.finished,
+                    checkpoints.c.records_loaded,
+                ).where(checkpoints.c.file_key == file_key)
             ).one_or_none()
         if row is None:
             return None
-        return FileCheckpoint(file_key, row.etag, row.last_successful_line, row.finished)
+        return FileCheckpoint(file_key, row.etag, row.last_successful_line, row.finished, row.records_loaded)
 
     def save_checkpoint(self, conn: Connection, checkpoint: FileCheckpoint) -> None:
         checkpoints = self.tables.checkpoints
@@ -310,6 +332,8 @@ class DWHRepository(ConfigurableResource):
             etag=checkpoint.etag,
             last_successful_line=checkpoint.last_successful_line,
             finished=checkpoint.finished,
+            records_loaded=checkpoint.records_loaded,
+            last_error=None,
         )
         conn.execute(
             statement.on_conflict_do_update(
@@ -318,10 +342,67 @@ class DWHRepository(ConfigurableResource):
                     "etag": statement.excluded.etag,
                     "last_successful_line": statement.excluded.last_successful_line,
                     "finished": statement.excluded.finished,
+                    "records_loaded": statement.excluded.records_loaded,
+                    "last_error": None,
                     "updated_at": func.now(),
                 },
             )
         )
+
+    def record_load_error(self, checkpoint: FileCheckpoint, error_message: str) -> None:
+        """Say why a file's load stopped, on its checkpoint (created, unfinished, if it has none)."""
+        checkpoints = self.tables.checkpoints
+        statement = pg_insert(checkpoints).values(
+            file_key=checkpoint.file_key,
+            etag=checkpoint.etag,
+            last_successful_line=checkpoint.last_successful_line,
+            finished=False,
+            records_loaded=checkpoint.records_loaded,
+            last_error=error_message,
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[checkpoints.c.file_key],
+                    set_={"last_error": statement.excluded.last_error, "updated_at": func.now()},
+                    where=checkpoints.c.finished.is_(False),
+                )
+            )
+
+    def checkpoint_group_state(self, directory: str, belongs: Callable[[str], bool]) -> CheckpointGroupState:
+        """The checkpoints of the files directly in ``directory`` for which ``belongs(file_key)``.
+
+        ``belongs`` is the caller's grouping rule (the metrics' labels), applied here to every
+        checkpoint of the directory whose name is not ruled out by SQL first.
+        """
+        checkpoints = self.tables.checkpoints
+        prefix = f"{directory}/" if directory else ""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        state = CheckpointGroupState()
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(CHECKPOINT_TABLE, schema=self.db_schema):
+                return state
+            rows = conn.execute(
+                select(
+                    checkpoints.c.file_key,
+                    checkpoints.c.finished,
+                    checkpoints.c.records_loaded,
+                    checkpoints.c.last_error.is_not(None).label("errored"),
+                ).where(
+                    checkpoints.c.file_key.like(f"{escaped}%", escape="\\"),
+                    ~checkpoints.c.file_key.like(f"{escaped}%/%", escape="\\"),
+                )
+            )
+            for row in rows:
+                if not belongs(row.file_key):
+                    continue
+                state = CheckpointGroupState(
+                    files=state.files + 1,
+                    records_loaded=state.records_loaded + row.records_loaded,
+                    unfinished=state.unfinished + (not row.finished),
+                    stopped_by_error=state.stopped_by_error + (not row.finished and row.errored),
+                )
+        return state
 
     @contextmanager
     def file_load_lock(self, file_key: str, wait_seconds: float, log: Log | None = None) -> Iterator[bool]:

@@ -4,22 +4,39 @@ loads and migrations as the stack's Pushgateway holds them."""
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.request import urlopen
 
 import pytest
-from dagster import DagsterInstance, EnvVar, ExecuteInProcessResult, Failure, instance_for_test, materialize
+from dagster import (
+    DagsterInstance,
+    Definitions,
+    EnvVar,
+    ExecuteInProcessResult,
+    Failure,
+    RunConfig,
+    instance_for_test,
+    materialize,
+)
 from prometheus_client import delete_from_gateway
 
 from amplitude_pipeline.defs.metrics import MetricsPusher
 from amplitude_pipeline.defs.resources import build_resources
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
+from amplitude_pipeline.defs.user_properties.jobs import (
+    LoadS3EventFilesConfig,
+    S3EventFile,
+    load_s3_event_files,
+    load_s3_event_files_op,
+)
 from amplitude_pipeline.load.event_files import FileLoadResult
 from amplitude_pipeline.metrics import JOB, METRIC_HELP, s3_file_labels, tmp_table_labels
 from amplitude_pipeline.settings import Settings
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline_tests.conftest import REPO_ROOT
 from amplitude_pipeline_tests.defs.support import WEEK, failure_metadata, materializations, values
 from amplitude_pipeline_tests.defs.tmp_user_properties.support import (
     five_rows,
@@ -219,8 +236,9 @@ def test_a_failed_load_pushes_interrupted_count_and_a_resumed_one_replaces_it(
 
     assert resumed.success
     pushed = pushgateway.group(labels)
+    # The week's state: lines 0-4 of the first run and 6-7 of the second (5 was skipped).
     assert (pushed["processed_records_total"], pushed["errors_total"], pushed["interrupted_count"]) == (
-        2,
+        7,
         0,
         0,
     )
@@ -278,3 +296,100 @@ def test_a_dead_pushgateway_does_not_fail_the_load_and_is_logged_as_a_warning(ra
     ]
     assert len(warnings) == 1
     assert f"not pushed to the Pushgateway at {dead}" in warnings[0]
+
+
+DAY = "2024-01-09"
+RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+
+def hourly_file(store: RawEventStore, hour: int, *, bad_line: int | None = None, users: int = 4) -> str:
+    """Amplitude's S3-export file of ``DAY``'s ``hour``: ``users`` events, one unknown key at ``bad_line``."""
+    events = [
+        event(f"{DAY} {hour:02d}:{minute:02d}:00", ehr_id=f"H{hour}-{minute}") for minute in range(users)
+    ]
+    if bad_line is not None:
+        events[bad_line]["user_properties"]["mystery_key"] = "?"
+    return upload_events(store, f"123_{DAY}_{hour}#0.json.gz", events)
+
+
+def run_files(
+    store: RawEventStore, dwh: DWHRepository, pusher: MetricsPusher, instance: DagsterInstance, *keys: str
+) -> ExecuteInProcessResult:
+    defs = Definitions(
+        jobs=[load_s3_event_files],
+        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": pusher},
+    )
+    config = LoadS3EventFilesConfig(files=[S3EventFile(key=key) for key in keys])
+    return defs.resolve_job_def(load_s3_event_files.name).execute_in_process(
+        run_config=RunConfig(ops={load_s3_event_files_op.name: config}),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+@pytest.mark.integration
+def test_a_stuck_file_keeps_its_days_group_interrupted_until_it_loads(
+    raw_event_store, dwh, pushgateway, instance
+):
+    labels = {"source": "s3", "prefix": raw_event_store.prefix, "partition": DAY}
+    hour_1 = hourly_file(raw_event_store, 1, bad_line=2)
+    assert not run_files(raw_event_store, dwh, pushgateway.pusher(), instance, hour_1).success
+    assert pushgateway.group(labels) | {"processing_duration_seconds": 0} == {
+        "processed_records_total": 2,
+        "errors_total": 1,
+        "interrupted_count": 1,
+        "processing_duration_seconds": 0,
+    }
+
+    # A good file of the same day loads: the day still holds the stuck hour 1.
+    hour_2 = hourly_file(raw_event_store, 2)
+    assert run_files(raw_event_store, dwh, pushgateway.pusher(), instance, hour_2).success
+    pushed = pushgateway.group(labels)
+    assert (pushed["processed_records_total"], pushed["errors_total"], pushed["interrupted_count"]) == (
+        6,
+        1,
+        1,
+    )
+
+    # Hour 1 replaced by a good file (new content loads from line 0): the day is whole.
+    hour_1 = hourly_file(raw_event_store, 1)
+    assert run_files(raw_event_store, dwh, pushgateway.pusher(), instance, hour_1).success
+    pushed = pushgateway.group(labels)
+    assert (pushed["processed_records_total"], pushed["errors_total"], pushed["interrupted_count"]) == (
+        8,
+        0,
+        0,
+    )
+
+
+@pytest.mark.integration
+def test_the_shipped_alert_rule_fires_on_a_stuck_file_stays_firing_and_clears_after_the_fix(
+    raw_event_store, dwh, pushgateway, instance, start_prometheus, tmp_path
+):
+    # The shipped rule, but for its `for:` (10 minutes, to ride out Dagster's retries): a test
+    # cannot wait that long. Everything else (expression, grouping, labels) is the file's.
+    rules = tmp_path / "alerts.yml"
+    shipped = RULES.read_text(encoding="utf-8")
+    assert shipped.count("for: 10m") == 2
+    rules.write_text(shipped.replace("for: 10m", "for: 0s"), encoding="utf-8")
+    prometheus = start_prometheus([rules])
+    mine = {"prefix": raw_event_store.prefix, "partition": DAY}
+
+    def stuck_alerts() -> list[dict[str, str]]:
+        return [
+            alert.labels for alert in prometheus.wait_until_firing("AmplitudePipelineLoadStuck", labels=mine)
+        ]
+
+    hour_1 = hourly_file(raw_event_store, 1, bad_line=0)
+    run_files(raw_event_store, dwh, pushgateway.pusher(), instance, hour_1)
+    pushgateway.group({"source": "s3", **mine})
+    assert [alert["severity"] for alert in stuck_alerts()] == ["page"]
+
+    hour_2 = hourly_file(raw_event_store, 2)
+    assert run_files(raw_event_store, dwh, pushgateway.pusher(), instance, hour_2).success
+    time.sleep(3)  # three scrapes and evaluations of the new push
+    assert stuck_alerts(), "the alert cleared while hour 1 is still stuck"
+
+    hour_1 = hourly_file(raw_event_store, 1)
+    assert run_files(raw_event_store, dwh, pushgateway.pusher(), instance, hour_1).success
+    prometheus.wait_until_absent("AmplitudePipelineLoadStuck", labels=mine)

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import file_load_metadata, tables_metadata
-from amplitude_pipeline.defs.metrics import MetricsPusher
+from amplitude_pipeline.defs.metrics import MetricsPusher, s3_file_recording
 from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL
 from amplitude_pipeline.load.event_files import (
@@ -25,7 +25,6 @@ from amplitude_pipeline.load.event_files import (
     FileLoadInProgressError,
     load_event_file,
 )
-from amplitude_pipeline.metrics import s3_file_labels
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 
@@ -84,7 +83,7 @@ def user_properties_tables(
     metrics_pusher: MetricsPusher,
 ) -> Iterator[MaterializeResult]:
     key = raw_event_store.week_key(context.partition_key)
-    with metrics_pusher.recording(context.log, s3_file_labels(key)) as recording:
+    with s3_file_recording(metrics_pusher, context.log, dwh, key) as recording:
         added_columns = dwh.ensure_schema()
         if added_columns:
             context.log.info(f"added mapped columns: {', '.join(added_columns)}")

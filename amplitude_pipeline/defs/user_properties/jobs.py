@@ -22,7 +22,7 @@ from pydantic import Field
 
 from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import file_load_metadata, tables_metadata
-from amplitude_pipeline.defs.metrics import MetricsPusher
+from amplitude_pipeline.defs.metrics import MetricsPusher, s3_file_recording
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL, DWH_LOAD_TAGS
 from amplitude_pipeline.defs.user_properties.checks import CheckedLoad, check_evaluations_after_load
 from amplitude_pipeline.load.event_files import (
@@ -32,7 +32,6 @@ from amplitude_pipeline.load.event_files import (
     FileLoadInProgressError,
     load_event_file,
 )
-from amplitude_pipeline.metrics import s3_file_labels
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
 
@@ -88,7 +87,7 @@ def load_s3_event_files_op(
     def load(file: S3EventFile, lock_wait_seconds: float) -> Iterator[AssetMaterialization]:
         if file.etag is not None:
             context.log.info(f"loading {raw_event_store.uri(file.key)} (ETag {file.etag} when requested)")
-        with metrics_pusher.recording(context.log, s3_file_labels(file.key)) as recording:
+        with s3_file_recording(metrics_pusher, context.log, dwh, file.key) as recording:
             try:
                 result = load_event_file(
                     dwh,
