@@ -8,6 +8,7 @@ from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.amplitude.checks import user_properties_keys_known
 from amplitude_pipeline.defs.amplitude.jobs import export_amplitude_events, export_amplitude_range
 from amplitude_pipeline.defs.amplitude.schedules import weekly_amplitude_export
+from amplitude_pipeline.defs.freshness import freshness_checks, freshness_sensor
 from amplitude_pipeline.defs.resources import build_resources
 from amplitude_pipeline.defs.tmp_user_properties.assets import tmp_user_properties
 from amplitude_pipeline.defs.tmp_user_properties.jobs import migrate_tmp_user_properties
@@ -36,7 +37,7 @@ except (MappingFileError, OSError) as error:
 
 defs = Definitions(
     assets=[amplitude_events, user_properties_tables, tmp_user_properties],
-    asset_checks=[user_properties_keys_known, user_properties_tables_checks],
+    asset_checks=[user_properties_keys_known, user_properties_tables_checks, freshness_checks],
     jobs=[export_amplitude_events, export_amplitude_range, migrate_tmp_user_properties, load_s3_event_files],
     schedules=[weekly_amplitude_export, hourly_tmp_user_properties_migration],
     sensors=[
@@ -44,6 +45,7 @@ defs = Definitions(
         tmp_user_properties_observation_sensor,
         s3_new_objects_sensor,
         tables_after_export_sensor,
+        freshness_sensor,
     ],
     resources=build_resources(SETTINGS),
     # Steps run one after another in the run's own process: a week's steps depend on each other
