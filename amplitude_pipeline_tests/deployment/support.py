@@ -23,14 +23,20 @@ from typing import Any, TypeVar
 
 import pytest
 import requests
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRun
 from dagster._core.errors import DagsterUserCodeUnreachableError
+from dagster._core.events import DagsterEventType
 from dagster._grpc.client import DagsterGrpcClient
+from dagster_aws.s3 import S3Resource
 from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
 from amplitude_pipeline.retries import retrying
+from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.conftest import REPO_ROOT
+from amplitude_pipeline_tests.defs.support import SIM_API_KEY, SIM_SECRET_KEY, SMALL_WEEK
+from amplitude_simulator import SimulatorConfig, SimulatorServer
 
 DEPLOY_INSTANCE = REPO_ROOT / "deploy" / "dagster.yaml"
 LOCATION_NAME = "amplitude_pipeline"
@@ -127,9 +133,12 @@ class Topology:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.webserver_port}"
 
-    def start(self) -> None:
-        workspace = self.home / "workspace.yaml"
-        workspace.write_text(
+    @property
+    def workspace(self) -> Path:
+        return self.home / "workspace.yaml"
+
+    def start(self, *, daemon: bool = True) -> None:
+        self.workspace.write_text(
             "load_from:\n"
             "  - grpc_server:\n"
             "      host: 127.0.0.1\n"
@@ -137,6 +146,35 @@ class Topology:
             f"      location_name: {LOCATION_NAME}\n",
             encoding="utf-8",
         )
+        self.start_code_server()
+        self._spawn(
+            "webserver",
+            [
+                str(BIN / "dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.webserver_port),
+                "-w",
+                str(self.workspace),
+            ],
+        )
+        if daemon:
+            self.start_daemon()
+
+    def start_daemon(self) -> None:
+        self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
+
+    def stop_daemon(self) -> None:
+        """SIGTERM, as a deployment stops it (it finishes its current iteration)."""
+        self._stop("daemon", signal.SIGTERM)
+
+    def kill_code_server(self) -> None:
+        """SIGKILL to the code server's process group: the server and the runs it started die at
+        once, as when their machine or container goes away."""
+        self._stop("code-server", signal.SIGKILL)
+
+    def start_code_server(self) -> None:
         self._spawn(
             "code-server",
             [
@@ -155,23 +193,30 @@ class Topology:
         )
         # The webserver and the daemon find the location loaded, as after a rolling deploy.
         self._wait_for_code_server()
-        self._spawn(
-            "webserver",
-            [
-                str(BIN / "dagster-webserver"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.webserver_port),
-                "-w",
-                str(workspace),
-            ],
+
+    def _stop(self, name: str, sig: signal.Signals) -> None:
+        for process in self.processes:
+            if process.name == name and process.popen.poll() is None:
+                _signal_group(process.popen.pid, sig)
+                process.popen.wait(timeout=60)
+        self.processes = [process for process in self.processes if process.name != name]
+
+    def cli(self, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """A ``dagster`` CLI command against this deployment's instance, as an operator runs it."""
+        return subprocess.run(
+            [str(BIN / "dagster"), *arguments],
+            cwd=self.home,
+            env={**self.env, "DAGSTER_HOME": str(self.home), _MARKER: self.marker},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
-        self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)])
 
     def _spawn(self, name: str, command: list[str]) -> None:
         log = self.logs / f"{name}.log"
-        with log.open("wb") as out:
+        with log.open("ab") as out:
             popen = subprocess.Popen(
                 command,
                 cwd=self.home,
@@ -307,3 +352,192 @@ def _marked_processes(marker: str) -> list[int]:
         if needle in environ.split(b"\0"):
             found.append(int(entry.name))
     return found
+
+
+@dataclass
+class Deployment:
+    topology: Topology
+    instance: DagsterInstance
+    store: RawEventStore
+    watched: RawEventStore
+    dwh_url: str
+    dwh_schema: str
+    simulator: SimulatorServer
+
+    def failure_report(self, runs: list[DagsterRun] | None = None) -> str:
+        """The processes' log tails and, for each run given, its status and error messages."""
+        parts = []
+        for run in runs or []:
+            parts.append(f"run {run.run_id} ({run.job_name}, {dict(run.tags)}): {run.status}")
+            for record in self.instance.all_logs(
+                run.run_id,
+                of_type={
+                    DagsterEventType.STEP_FAILURE,
+                    DagsterEventType.RUN_FAILURE,
+                    DagsterEventType.ENGINE_EVENT,
+                },
+            ):
+                if record.is_dagster_event and record.dagster_event is not None:
+                    parts.append(f"  {record.dagster_event.event_type_value}: {record.dagster_event.message}")
+        parts.append(self.topology.log_tails())
+        return "\n".join(parts)
+
+    def alive(self) -> None:
+        if self.topology.exited():
+            pytest.fail(f"a process of the topology died\n{self.failure_report()}")
+
+    def ehr_ids(self, table: str) -> set[str]:
+        engine = create_engine(self.dwh_url)
+        try:
+            with engine.connect() as conn:
+                found = conn.execute(text(f'SELECT ehr_id FROM "{self.dwh_schema}"."{table}"')).scalars()
+                return {ehr_id for ehr_id in found if ehr_id is not None}
+        except ProgrammingError:  # the first load has not created the table yet
+            return set()
+        finally:
+            engine.dispose()
+
+    def materialization_metadata(self, asset: str, week: str) -> tuple[str, dict[str, Any]] | None:
+        """(run id, metadata values) of the asset's latest materialization of the week, if any."""
+        records = self.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[week]), limit=1
+        ).records
+        if not records:
+            return None
+        materialization = records[0].asset_materialization
+        assert materialization is not None
+        metadata = {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+        return records[0].run_id, metadata
+
+    def run(self, run_id: str) -> DagsterRun:
+        found = self.instance.get_run_by_id(run_id)
+        assert found is not None, run_id
+        return found
+
+
+@contextmanager
+def deployed(
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    start_week: str,
+    simulator: SimulatorConfig = SMALL_WEEK,
+    daemon: bool = True,
+) -> Iterator[Deployment]:
+    """The production topology with the production instance (its own database, S3 prefix and DWH
+    schema, a simulator of its own), its weekly partitions starting at ``start_week``; the daemon
+    is started only when ``daemon``."""
+    root = f"test-topology-{uuid.uuid4().hex[:12]}"
+    dwh_schema = f"test_{uuid.uuid4().hex[:12]}"
+    directory = tmp_path_factory.mktemp("topology")
+    home = instance_home(directory / "dagster_home")
+    logs = directory / "logs"
+    logs.mkdir()
+    s3 = S3Resource(endpoint_url=os.environ["S3_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION"))
+    bucket = os.environ["S3_BUCKET"]
+    with (
+        SimulatorServer(simulator, api_key=SIM_API_KEY, secret_key=SIM_SECRET_KEY) as server,
+        fresh_dagster_database() as database,
+        pytest.MonkeyPatch.context() as monkeypatch,
+    ):
+        instance_env = {
+            **database,
+            "DAGSTER_COMPUTE_LOGS_BUCKET": bucket,
+            "DAGSTER_COMPUTE_LOGS_PREFIX": f"{root}/compute-logs",
+            "AWS_ENDPOINT_URL_S3": os.environ["S3_ENDPOINT_URL"],
+        }
+        pipeline_env = {
+            "AMPLITUDE_EXPORT_URL": server.export_url,
+            "AMPLITUDE_API_KEY": SIM_API_KEY,
+            "AMPLITUDE_SECRET_KEY": SIM_SECRET_KEY,
+            "AMPLITUDE_START_DATE": start_week,
+            "S3_PREFIX": f"{root}/events",
+            "S3_WATCH_PREFIXES": f"{root}/watched",
+            "DWH_SCHEMA": dwh_schema,
+            "PYTHONUNBUFFERED": "1",
+        }
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            # Not the dev instance, nor the shared Pushgateway, nor pytest's own settings.
+            if name not in {"DAGSTER_HOME", "DAGSTER_PG_URL", "PROMETHEUS_PUSHGATEWAY_URL"}
+            and not name.startswith("PYTEST_")
+        }
+        topology = Topology(home=home, logs=logs, env={**inherited, **instance_env, **pipeline_env})
+        # This process reads the same instance: it needs the same variables to load it.
+        for name, value in instance_env.items():
+            monkeypatch.setenv(name, value)
+        instance = DagsterInstance.from_config(str(home))
+        try:
+            topology.start(daemon=daemon)
+            topology.wait_until_loaded()
+            yield Deployment(
+                topology=topology,
+                instance=instance,
+                store=RawEventStore(bucket=bucket, prefix=pipeline_env["S3_PREFIX"], s3=s3),
+                watched=RawEventStore(bucket=bucket, prefix=pipeline_env["S3_WATCH_PREFIXES"], s3=s3),
+                dwh_url=os.environ["DWH_URL"],
+                dwh_schema=dwh_schema,
+                simulator=server,
+            )
+        finally:
+            topology.stop()
+            instance.dispose()
+            engine = create_engine(os.environ["DWH_URL"])
+            with engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{dwh_schema}" CASCADE'))
+            engine.dispose()
+
+
+# -- the webserver's GraphQL operations the tests use ---------------------------------------
+
+LAUNCH_BACKFILL = """
+mutation ($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+
+BACKFILL_STATUS = """
+query ($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status }
+    ... on Error { message }
+  }
+}
+"""
+
+START_SENSOR = """
+mutation ($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { id status } }
+    ... on Error { message }
+  }
+}
+"""
+
+STOP_SENSOR = """
+mutation ($id: String!) {
+  stopSensor(id: $id) {
+    __typename
+    ... on StopSensorMutationResult { instigationState { status } }
+    ... on Error { message }
+  }
+}
+"""
+
+LAUNCH_RUN = """
+mutation ($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}
+"""
+
+BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}

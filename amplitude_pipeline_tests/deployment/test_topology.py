@@ -12,43 +12,38 @@ backfill takes those three, the automation test the latest one.
 """
 
 import gzip
-import os
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import orjson
 import pytest
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
-from dagster._core.events import DagsterEventType
+from dagster import DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._core.storage.tags import BACKFILL_ID_TAG, PARTITION_NAME_TAG, SENSOR_NAME_TAG
-from dagster_aws.s3 import S3Resource
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import ProgrammingError
 
 from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.defs.tags import DWH_LOAD_TAGS
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE
-from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import (
-    SIM_API_KEY,
-    SIM_SECRET_KEY,
     SMALL_WEEK,
     joined_lines,
     object_lines_bytes,
 )
 from amplitude_pipeline_tests.deployment.support import (
+    BACKFILL_DONE,
+    BACKFILL_STATUS,
+    LAUNCH_BACKFILL,
+    LAUNCH_RUN,
     LOCATION_NAME,
     REPOSITORY_NAME,
-    Topology,
-    fresh_dagster_database,
-    instance_home,
+    START_SENSOR,
+    STOP_SENSOR,
+    Deployment,
+    deployed,
     wait_for,
 )
 from amplitude_pipeline_tests.load.events import event, upload_events
-from amplitude_simulator import SimulatorServer, expected_week_lines
+from amplitude_simulator import expected_week_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,180 +57,10 @@ LATEST_WEEK = date.fromisoformat(weekly_partitions.get_last_partition_key() or "
 BACKFILL_WEEKS = [(LATEST_WEEK - timedelta(weeks=n)).isoformat() for n in (3, 2, 1)]
 
 
-@dataclass
-class Deployment:
-    topology: Topology
-    instance: DagsterInstance
-    store: RawEventStore
-    watched: RawEventStore
-    dwh_url: str
-    dwh_schema: str
-
-    def failure_report(self, runs: list[DagsterRun] | None = None) -> str:
-        """The processes' log tails and, for each run given, its status and error messages."""
-        parts = []
-        for run in runs or []:
-            parts.append(f"run {run.run_id} ({run.job_name}, {dict(run.tags)}): {run.status}")
-            for record in self.instance.all_logs(
-                run.run_id,
-                of_type={
-                    DagsterEventType.STEP_FAILURE,
-                    DagsterEventType.RUN_FAILURE,
-                    DagsterEventType.ENGINE_EVENT,
-                },
-            ):
-                if record.is_dagster_event and record.dagster_event is not None:
-                    parts.append(f"  {record.dagster_event.event_type_value}: {record.dagster_event.message}")
-        parts.append(self.topology.log_tails())
-        return "\n".join(parts)
-
-    def alive(self) -> None:
-        if self.topology.exited():
-            pytest.fail(f"a process of the topology died\n{self.failure_report()}")
-
-    def ehr_ids(self, table: str) -> set[str]:
-        engine = create_engine(self.dwh_url)
-        try:
-            with engine.connect() as conn:
-                found = conn.execute(text(f'SELECT ehr_id FROM "{self.dwh_schema}"."{table}"')).scalars()
-                return {ehr_id for ehr_id in found if ehr_id is not None}
-        except ProgrammingError:  # the first load has not created the table yet
-            return set()
-        finally:
-            engine.dispose()
-
-    def materialization_metadata(self, asset: str, week: str) -> tuple[str, dict[str, Any]] | None:
-        """(run id, metadata values) of the asset's latest materialization of the week, if any."""
-        records = self.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[week]), limit=1
-        ).records
-        if not records:
-            return None
-        materialization = records[0].asset_materialization
-        assert materialization is not None
-        metadata = {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
-        return records[0].run_id, metadata
-
-    def run(self, run_id: str) -> DagsterRun:
-        found = self.instance.get_run_by_id(run_id)
-        assert found is not None, run_id
-        return found
-
-
 @pytest.fixture(scope="module")
 def deployment(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    root = f"test-topology-{uuid.uuid4().hex[:12]}"
-    dwh_schema = f"test_{uuid.uuid4().hex[:12]}"
-    directory = tmp_path_factory.mktemp("topology")
-    home = instance_home(directory / "dagster_home")
-    logs = directory / "logs"
-    logs.mkdir()
-    s3 = S3Resource(endpoint_url=os.environ["S3_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION"))
-    bucket = os.environ["S3_BUCKET"]
-    with (
-        SimulatorServer(SMALL_WEEK, api_key=SIM_API_KEY, secret_key=SIM_SECRET_KEY) as simulator,
-        fresh_dagster_database() as database,
-        pytest.MonkeyPatch.context() as monkeypatch,
-    ):
-        instance_env = {
-            **database,
-            "DAGSTER_COMPUTE_LOGS_BUCKET": bucket,
-            "DAGSTER_COMPUTE_LOGS_PREFIX": f"{root}/compute-logs",
-            "AWS_ENDPOINT_URL_S3": os.environ["S3_ENDPOINT_URL"],
-        }
-        pipeline_env = {
-            "AMPLITUDE_EXPORT_URL": simulator.export_url,
-            "AMPLITUDE_API_KEY": SIM_API_KEY,
-            "AMPLITUDE_SECRET_KEY": SIM_SECRET_KEY,
-            "AMPLITUDE_START_DATE": BACKFILL_WEEKS[0],
-            "S3_PREFIX": f"{root}/events",
-            "S3_WATCH_PREFIXES": f"{root}/watched",
-            "DWH_SCHEMA": dwh_schema,
-            "PYTHONUNBUFFERED": "1",
-        }
-        inherited = {
-            name: value
-            for name, value in os.environ.items()
-            # Not the dev instance, nor the shared Pushgateway, nor pytest's own settings.
-            if name not in {"DAGSTER_HOME", "DAGSTER_PG_URL", "PROMETHEUS_PUSHGATEWAY_URL"}
-            and not name.startswith("PYTEST_")
-        }
-        topology = Topology(home=home, logs=logs, env={**inherited, **instance_env, **pipeline_env})
-        # This process reads the same instance: it needs the same variables to load it.
-        for name, value in instance_env.items():
-            monkeypatch.setenv(name, value)
-        instance = DagsterInstance.from_config(str(home))
-        try:
-            topology.start()
-            topology.wait_until_loaded()
-            yield Deployment(
-                topology=topology,
-                instance=instance,
-                store=RawEventStore(bucket=bucket, prefix=pipeline_env["S3_PREFIX"], s3=s3),
-                watched=RawEventStore(bucket=bucket, prefix=pipeline_env["S3_WATCH_PREFIXES"], s3=s3),
-                dwh_url=os.environ["DWH_URL"],
-                dwh_schema=dwh_schema,
-            )
-        finally:
-            topology.stop()
-            instance.dispose()
-            engine = create_engine(os.environ["DWH_URL"])
-            with engine.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{dwh_schema}" CASCADE'))
-            engine.dispose()
-
-
-LAUNCH_BACKFILL = """
-mutation ($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on Error { message }
-  }
-}
-"""
-
-BACKFILL_STATUS = """
-query ($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status }
-    ... on Error { message }
-  }
-}
-"""
-
-START_SENSOR = """
-mutation ($selector: SensorSelector!) {
-  startSensor(sensorSelector: $selector) {
-    __typename
-    ... on Sensor { sensorState { id status } }
-    ... on Error { message }
-  }
-}
-"""
-
-STOP_SENSOR = """
-mutation ($id: String!) {
-  stopSensor(id: $id) {
-    __typename
-    ... on StopSensorMutationResult { instigationState { status } }
-    ... on Error { message }
-  }
-}
-"""
-
-LAUNCH_RUN = """
-mutation ($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on Error { message }
-  }
-}
-"""
-
-BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+    with deployed(tmp_path_factory, start_week=BACKFILL_WEEKS[0]) as started:
+        yield started
 
 
 def asset_keys(*names: str) -> list[dict[str, list[str]]]:
