@@ -89,7 +89,12 @@ def tables_follow(deployment: Deployment, *weeks: str) -> list[DagsterRun]:
             storage_ids(deployment, "amplitude_events"),
             storage_ids(deployment, PERMANENT_TABLE),
         )
-        return True if all(tables.get(week, 0) > exports[week] for week in weeks) else None
+        if not all(tables.get(week, 0) > exports[week] for week in weeks):
+            return None
+        # And the sensor's runs are over (their checks run after the tables).
+        runs = table_runs(deployment, *weeks)
+        finished = {run.tags[PARTITION_NAME_TAG] for run in runs if run.status not in UNFINISHED}
+        return True if finished >= set(weeks) and len(finished) == len(runs) else None
 
     wait_for(f"the tables of {', '.join(weeks)}", followed, WAIT_SECONDS, deployment.failure_report)
     return table_runs(deployment, *weeks)
