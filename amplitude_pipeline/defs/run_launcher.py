@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagster import DagsterRun, Field, IntSource
-from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 from dagster._core.errors import DagsterUserCodeUnreachableError
+from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
 from dagster._serdes import ConfigurableClassData, deserialize_value
 
@@ -80,7 +80,9 @@ class CodeServerHealthRunLauncher(DefaultRunLauncher):
             waited = time.monotonic() - first
             if waited < self.unreachable_grace_seconds:
                 return CheckRunHealthResult(
-                    WorkerStatus.RUNNING, f"its code server has not answered for {waited:.0f} s", transient=True
+                    WorkerStatus.RUNNING,
+                    f"its code server has not answered for {waited:.0f} s",
+                    transient=True,
                 )
             return CheckRunHealthResult(
                 WorkerStatus.FAILED,
