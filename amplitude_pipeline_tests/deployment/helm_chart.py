@@ -4,7 +4,8 @@ The chart itself cannot run here (no Helm, no chart download), so the few templa
 tests need are transcribed from the chart's sources, key for key:
 
 - ``instance_sections``: the parts of ``templates/configmap-instance.yaml`` (dagster.yaml) that
-  the values set — ``concurrency`` (``helpers/instance/_concurrency.tpl``), ``run_monitoring``,
+  the values set — ``run_coordinator`` (``helpers/instance/_run-coordinator.tpl``, with no
+  coordinator value set), ``concurrency`` (``helpers/instance/_concurrency.tpl``), ``run_monitoring``,
   ``run_retries``, ``sensors``, ``schedules``, ``retention``, ``telemetry``, ``compute_logs``
   (S3) — and ``additionalInstanceConfig``, which the chart appends at the end;
 - ``k8s_run_launcher_config``: ``dagsterYaml.runLauncher.k8s`` (``helpers/instance/_run-launcher.tpl``);
