@@ -16,18 +16,13 @@ from pathlib import Path
 
 import pytest
 from dagster import RetryPolicy
-from dagster_aws.s3 import S3Resource
 from sqlalchemy import create_engine, text
 
 from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.prometheus import PrometheusServer, StartPrometheus, prometheus_server
+from amplitude_pipeline_tests.support import DEFAULT_MAPPINGS, STACK_VARIABLES, NewDWH, stack_dwh, stack_store
 from amplitude_simulator import SimulatorServer
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MAPPINGS = REPO_ROOT / "field_mappings.yaml"
-STACK_VARIABLES = ("S3_ENDPOINT_URL", "S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DWH_URL")
 
 
 def _require_stack(variables: Sequence[str] = STACK_VARIABLES) -> None:
@@ -79,15 +74,9 @@ def stack() -> None:
 
 
 @pytest.fixture
-def s3_resource(stack: None) -> S3Resource:
-    return S3Resource(endpoint_url=os.environ["S3_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION"))
-
-
-@pytest.fixture
-def raw_event_store(s3_resource: S3Resource) -> RawEventStore:
-    return RawEventStore(
-        bucket=os.environ["S3_BUCKET"], prefix=f"test-{uuid.uuid4().hex[:12]}/events", s3=s3_resource
-    )
+def raw_event_store(stack: None) -> RawEventStore:
+    """The stack's bucket under a prefix of the test's own."""
+    return stack_store()
 
 
 @pytest.fixture
@@ -113,15 +102,30 @@ def dwh_schema(new_dwh_schema: Callable[[], str]) -> str:
 
 
 @pytest.fixture
-def dwh(dwh_schema: str) -> Iterator[DWHRepository]:
-    repository = DWHRepository(
-        url=os.environ["DWH_URL"],
-        db_schema=dwh_schema,
-        field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS)),
-    )
-    repository.ensure_schema()
-    yield repository
-    repository.engine.dispose()
+def new_dwh(new_dwh_schema: Callable[[], str]) -> Iterator[NewDWH]:
+    """``new_dwh(mappings=DEFAULT_MAPPINGS, *, schema=None, create=True)``: a DWHRepository on the
+    stack, on a fresh schema unless ``schema`` names one (another mapping over the same tables),
+    its tables created unless ``create`` is False; every one disposed, every schema dropped, when
+    the test ends. The one way a test gets a DWH."""
+    made: list[DWHRepository] = []
+
+    def make(
+        mappings: Path = DEFAULT_MAPPINGS, *, schema: str | None = None, create: bool = True
+    ) -> DWHRepository:
+        repository = stack_dwh(schema or new_dwh_schema(), mappings)
+        made.append(repository)
+        if create:
+            repository.ensure_schema()
+        return repository
+
+    yield make
+    for repository in made:
+        repository.dispose()
+
+
+@pytest.fixture
+def dwh(new_dwh: NewDWH, dwh_schema: str) -> DWHRepository:
+    return new_dwh(schema=dwh_schema)
 
 
 @pytest.fixture

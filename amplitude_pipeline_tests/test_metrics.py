@@ -17,8 +17,7 @@ import pytest
 from prometheus_client import delete_from_gateway, generate_latest
 
 from amplitude_pipeline.load.event_files import FileLoadResult
-from amplitude_pipeline.load.tmp_table import MigrationResult
-from amplitude_pipeline.metrics import (
+from amplitude_pipeline.load.metrics import (
     JOB,
     LoadMetrics,
     load_metrics,
@@ -28,6 +27,7 @@ from amplitude_pipeline.metrics import (
     settled_groups_to_delete,
     tmp_table_labels,
 )
+from amplitude_pipeline.load.tmp_table import MigrationResult
 from amplitude_pipeline_tests.support import RecordingLog, closed_port
 
 WEEK_LABELS = {"source": "s3", "prefix": "amplitude/events", "partition": "2024-01-08"}

@@ -41,17 +41,10 @@ def dsn() -> str:
 
 
 def _store(prefix: str) -> Any:
-    from dagster_aws.s3 import S3Resource
+    from amplitude_pipeline.storage.s3 import RawEventStore, s3_client
 
-    from amplitude_pipeline.storage.s3 import RawEventStore
-
-    return RawEventStore(
-        bucket=os.environ["S3_BUCKET"],
-        prefix=prefix,
-        s3=S3Resource(
-            endpoint_url=os.environ.get("S3_ENDPOINT_URL"), region_name=os.environ.get("AWS_REGION")
-        ),
-    )
+    client = s3_client(os.environ.get("S3_ENDPOINT_URL"), os.environ.get("AWS_REGION"))
+    return RawEventStore(os.environ["S3_BUCKET"], prefix, client)
 
 
 def ceiling(key: str, schema: str) -> dict[str, Any]:
@@ -103,14 +96,14 @@ def naive(key: str, schema: str) -> dict[str, Any]:
     from psycopg import sql
 
     from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
-    from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
+    from amplitude_pipeline.storage.field_mappings import load_field_mappings_once
     from amplitude_pipeline.transform.records import UserPropertiesMemo, transform_single_record
 
     store = _store(key.rsplit("/", 1)[0])
     dwh = DWHRepository(
         url=os.environ["DWH_URL"],
         db_schema=schema,
-        field_mappings=FieldMappingsFile(path=str(REPO / "field_mappings.yaml")),
+        mappings=load_field_mappings_once(str(REPO / "field_mappings.yaml")),
     )
     dwh.ensure_schema()
     dwh.engine.dispose()

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from amplitude_pipeline.settings import SETTINGS
+from amplitude_pipeline.defs.settings import SETTINGS
 from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
+from amplitude_pipeline.storage.field_mappings import load_field_mappings_once
 from amplitude_simulator.data import SimulatorConfig
 from amplitude_simulator.tmp_rows import tmp_rows
 
@@ -23,7 +23,7 @@ def main() -> None:
     dwh = DWHRepository(
         url=os.environ["DWH_URL"],
         db_schema=SETTINGS.dwh_schema,
-        field_mappings=FieldMappingsFile(path=str(SETTINGS.field_mappings_path)),
+        mappings=load_field_mappings_once(str(SETTINGS.field_mappings_path)),
     )
     dwh.ensure_schema()
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC)

@@ -112,6 +112,12 @@ class DayExport:
         return self.events == 0
 
 
+CONNECT_TIMEOUT_SECONDS = 30.0
+# The longest silence while reading a response before the request is retried: the API prepares a
+# day's archive before it sends the first byte, which takes minutes for a large project.
+READ_TIMEOUT_SECONDS = 600.0
+
+
 class AmplitudeExportClient:
     """Talks to the Export API. Knows nothing of Dagster; logs through any ``Log``."""
 
@@ -122,8 +128,8 @@ class AmplitudeExportClient:
         secret_key: str,
         *,
         retry: RetrySettings = DEFAULT_RETRY,
-        connect_timeout_seconds: float = 30.0,
-        read_timeout_seconds: float = 300.0,
+        connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
+        read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         log: Log | None = None,

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from amplitude_pipeline.amplitude.client import AmplitudeExportClient, DayExport
-from amplitude_pipeline.storage.s3 import RawEventStore, StoredObject
+from amplitude_pipeline.amplitude.client import AmplitudeExportClient, AmplitudeExportError, DayExport
+from amplitude_pipeline.log import Log
 from amplitude_pipeline.text import short_repr
 
 DAYS_PER_WEEK = 7
@@ -86,10 +86,6 @@ class DaysExport:
         return [day.day.isoformat() for day in self.days if day.empty]
 
 
-# A week's export is a DaysExport of seven days; the older name stays for its existing callers.
-WeekExport = DaysExport
-
-
 def export_days(client: AmplitudeExportClient, first_day: date, last_day: date, out: BinaryIO) -> DaysExport:
     """Write the events of ``first_day``..``last_day`` to ``out``: days in order, one Export API
     day at a time."""
@@ -99,20 +95,31 @@ def export_days(client: AmplitudeExportClient, first_day: date, last_day: date, 
     return result
 
 
-def export_week(client: AmplitudeExportClient, week_start: date, out: BinaryIO) -> DaysExport:
-    week = week_range(week_start)
-    return export_days(client, week.first_day, week.last_day, out)
+class Uploaded(Protocol):
+    @property
+    def etag(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+class ObjectStore(Protocol):
+    """Where exports are uploaded (``amplitude_pipeline.storage.s3.RawEventStore``)."""
+
+    def upload(self, path: Path, key: str) -> Uploaded: ...
+
+    def uri(self, key: str) -> str: ...
 
 
 @dataclass(frozen=True)
 class ExportedObject:
     export: DaysExport
-    stored: StoredObject
+    stored: Uploaded
     duration_seconds: float
 
 
 def export_to_object(
-    client: AmplitudeExportClient, store: RawEventStore, days: DayRange, key: str
+    client: AmplitudeExportClient, store: ObjectStore, days: DayRange, key: str
 ) -> ExportedObject:
     """Export ``days`` into the object ``key``.
 
@@ -162,6 +169,53 @@ class ExportRange:
 
     def key(self, piece: DayRange) -> str:
         return object_key(self.directory, piece.first_day)
+
+
+@dataclass(frozen=True)
+class ExportedPiece:
+    """One week (clipped to the range) of an ``export_amplitude_range`` run, written whole."""
+
+    piece: DayRange
+    key: str
+    exported: ExportedObject
+
+
+class RangeExportError(Exception):
+    """A piece of a range failed: nothing was written under its key; the pieces before it are whole."""
+
+    def __init__(self, piece: DayRange, key: str, written: list[ExportedPiece], cause: AmplitudeExportError):
+        super().__init__(
+            f"{piece} failed and nothing was written to {key}; the {len(written)} earlier object(s) are "
+            f"complete. Rerun the job (every piece is exported again) or a range starting {piece.first_day}. "
+            f"{cause}"
+        )
+        self.piece = piece
+        self.key = key
+        self.written = written
+
+
+def export_range(
+    client: AmplitudeExportClient, store: ObjectStore, request: ExportRange, log: Log
+) -> list[ExportedPiece]:
+    """Export each piece of ``request`` (a Monday-start week clipped to it) into its object, in
+    order, with the same code as a weekly partition; raises :class:`RangeExportError` at the first
+    piece that fails."""
+    pieces = request.pieces()
+    written: list[ExportedPiece] = []
+    for number, piece in enumerate(pieces, start=1):
+        key = request.key(piece)
+        try:
+            exported = export_to_object(client, store, piece, key)
+        except AmplitudeExportError as error:
+            raise RangeExportError(piece, key, written, error) from error
+        written.append(ExportedPiece(piece, key, exported))
+        export = exported.export
+        log.info(
+            f"{number}/{len(pieces)} {piece}: {export.events} events, {exported.stored.size} bytes, "
+            f"empty days: {', '.join(export.empty_days) or 'none'} -> {store.uri(key)} "
+            f"({exported.duration_seconds:.1f} s)"
+        )
+    return written
 
 
 def parse_export_range(start_date: str, end_date: str, directory: str, now: datetime) -> ExportRange:

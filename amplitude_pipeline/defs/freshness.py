@@ -34,6 +34,7 @@ from dagster import (
 )
 
 from amplitude_pipeline.defs.partitions import weekly_partitions
+from amplitude_pipeline.defs.settings import SETTINGS
 from amplitude_pipeline.defs.user_properties.automation import EVENTS, TABLES, InstanceWeeks
 from amplitude_pipeline.load.freshness import (
     TABLES_MAX_LAG,
@@ -42,7 +43,6 @@ from amplitude_pipeline.load.freshness import (
     latest_due_week,
     tables_freshness,
 )
-from amplitude_pipeline.settings import SETTINGS
 
 FRESHNESS = "freshness"
 EXPORT_FRESHNESS = AssetCheckKey(EVENTS, FRESHNESS)

@@ -1,9 +1,11 @@
-"""Load metrics in Dagster (CONTRACT §8): the Pushgateway resource and the recording of one load.
+"""A run's load metrics (CONTRACT §8): recorded around one load, pushed by the ``metrics_pusher``
+resource (``defs/resources.py``), and handed back as the materializations' metadata.
 
-A load runs inside ``metrics_pusher.recording(...)``; ``finish(result)`` pushes its metrics and
-returns them as metadata for the materializations. Whatever leaves the block early is recorded
+A load runs inside ``recording(...)`` (``s3_file_recording`` for an S3 file); ``finish(result)``
+pushes its metrics and returns them as metadata. Whatever leaves the block early is recorded
 too: a ``dagster.Failure`` gets the metrics added to its metadata, any other exception or a
-termination is pushed as an interrupted load and propagates unchanged.
+termination is pushed as an interrupted load and propagates unchanged. The values themselves are
+``amplitude_pipeline.load.metrics``'.
 """
 
 from __future__ import annotations
@@ -12,78 +14,42 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 
-from dagster import ConfigurableResource, Failure, MetadataValue
-from pydantic import Field
+from dagster import Failure, MetadataValue
 
+from amplitude_pipeline.defs.resources import MetricsPusher
 from amplitude_pipeline.load.event_files import FileLoadInProgressError, FileLoadResult
+from amplitude_pipeline.load.metrics import LoadMetrics, load_metrics, s3_file_labels, s3_group_state
 from amplitude_pipeline.load.tmp_table import MigrationResult
 from amplitude_pipeline.log import Log
-from amplitude_pipeline.metrics import (
-    DEFAULT_KEEP_SETTLED_DAYS,
-    DEFAULT_PUSH_TIMEOUT_SECONDS,
-    LoadMetrics,
-    load_metrics,
-    push_load_metrics,
-    s3_file_labels,
-    s3_group_state,
-)
 from amplitude_pipeline.retries import describe_error
 from amplitude_pipeline.storage.dwh import CheckpointGroupState, DWHRepository
 
 
-class MetricsPusher(ConfigurableResource):
-    """Pushes load metrics to a Prometheus Pushgateway; without a URL it pushes nothing."""
+@contextmanager
+def recording(
+    pusher: MetricsPusher,
+    log: Log,
+    labels: Mapping[str, str],
+    group_state: Callable[[], CheckpointGroupState] | None = None,
+) -> Iterator[LoadRecording]:
+    """Time the load inside the block and record how it ended (see the module's docstring).
 
-    pushgateway_url: str | None = Field(
-        default=None, description="PROMETHEUS_PUSHGATEWAY_URL, e.g. http://host:9091; unset: no push."
-    )
-    timeout_seconds: float = Field(
-        default=DEFAULT_PUSH_TIMEOUT_SECONDS, gt=0, description="Per push; a slow gateway only delays a run."
-    )
-    keep_settled_days: int = Field(
-        default=DEFAULT_KEEP_SETTLED_DAYS,
-        ge=1,
-        description="S3 groups dated more than this many days ago with nothing stuck are deleted from "
-        "the Pushgateway after a push (Prometheus keeps their history); stuck groups are never deleted.",
-    )
-
-    def push(self, metrics: LoadMetrics, log: Log) -> bool:
-        """True when the Pushgateway accepted them; a failure is logged, never raised."""
-        if not self.pushgateway_url:
-            return False
-        return push_load_metrics(
-            metrics,
-            self.pushgateway_url,
-            log,
-            timeout_seconds=self.timeout_seconds,
-            keep_settled_days=self.keep_settled_days,
-        )
-
-    @contextmanager
-    def recording(
-        self,
-        log: Log,
-        labels: Mapping[str, str],
-        group_state: Callable[[], CheckpointGroupState] | None = None,
-    ) -> Iterator[LoadRecording]:
-        """Time the load inside the block and record how it ended (see the module's docstring).
-
-        ``labels``: :func:`amplitude_pipeline.metrics.s3_file_labels` or ``tmp_table_labels``.
-        ``group_state``: the checkpoints of the labels' group, read when the load ends (S3 files).
-        """
-        recording = LoadRecording(self, log, labels, group_state)
-        try:
-            yield recording
-        except FileLoadInProgressError:
-            raise  # not a load of this run's: the run that holds the file records its own
-        except Failure as failure:
-            failure.metadata = {**failure.metadata, **recording.finish(None, failure)}
-            raise
-        except BaseException as error:
-            recording.finish(None, error)
-            raise
-        if recording.metrics is None:
-            raise RuntimeError("a load's recording ended without finish(result): its metrics are unknown")
+    ``labels``: :func:`amplitude_pipeline.load.metrics.s3_file_labels` or ``tmp_table_labels``.
+    ``group_state``: the checkpoints of the labels' group, read when the load ends (S3 files).
+    """
+    load = LoadRecording(pusher, log, labels, group_state)
+    try:
+        yield load
+    except FileLoadInProgressError:
+        raise  # not a load of this run's: the run that holds the file records its own
+    except Failure as failure:
+        failure.metadata = {**failure.metadata, **load.finish(None, failure)}
+        raise
+    except BaseException as error:
+        load.finish(None, error)
+        raise
+    if load.metrics is None:
+        raise RuntimeError("a load's recording ended without finish(result): its metrics are unknown")
 
 
 def s3_file_recording(
@@ -91,7 +57,7 @@ def s3_file_recording(
 ) -> AbstractContextManager[LoadRecording]:
     """The recording of one S3 file's load: its group's state is its checkpoints' (CONTRACT §8)."""
     labels = s3_file_labels(key)
-    return pusher.recording(log, labels, group_state=lambda: s3_group_state(dwh, labels))
+    return recording(pusher, log, labels, group_state=lambda: s3_group_state(dwh, labels))
 
 
 class LoadRecording:

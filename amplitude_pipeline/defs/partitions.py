@@ -1,6 +1,6 @@
 from dagster import WeeklyPartitionsDefinition
 
-from amplitude_pipeline.settings import SETTINGS
+from amplitude_pipeline.defs.settings import SETTINGS
 
 # Monday-start UTC weeks keyed by their Monday; only finished weeks are partitions.
 weekly_partitions = WeeklyPartitionsDefinition(

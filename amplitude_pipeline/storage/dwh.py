@@ -14,9 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from dagster import ConfigurableResource, InitResourceContext, ResourceDependency
 from psycopg import sql
-from pydantic import Field, PrivateAttr
 from sqlalchemy import (
     URL,
     BigInteger,
@@ -52,7 +50,6 @@ from sqlalchemy.types import TypeEngine
 
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.retries import retrying
-from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.text import redact, shorten
 from amplitude_pipeline.transform.batch import ReducedBatch, StoredVersion, UserKey
 from amplitude_pipeline.transform.mapping import ColumnMapping, FieldMappings
@@ -238,45 +235,40 @@ class BatchWriteCounts:
         return self
 
 
-class DWHRepository(ConfigurableResource):
-    """The DWH's tables and every write the pipeline makes, over one SQLAlchemy engine.
+class DWHRepository:
+    """The DWH's tables and every write the pipeline makes, over one SQLAlchemy engine (created
+    on first use, closed by :meth:`dispose`).
 
-    ``url`` holds the password: it comes from ``EnvVar("DWH_URL")`` and the engine is told
-    to hide it (and bound parameters) from error messages.
+    ``url`` holds the password (in Dagster it comes from ``EnvVar("DWH_URL")``): the engine is
+    told to hide it, and bound parameters, from error messages, and :meth:`redact` takes it out
+    of any other text.
     """
 
-    url: str = Field(description="SQLAlchemy URL of the DWH: postgresql+psycopg://user:password@host/db")
-    db_schema: str = Field(default="public", description="Schema holding the tables (DWH_SCHEMA).")
-    field_mappings: ResourceDependency[FieldMappingsFile]
-    _state: dict[str, Any] = PrivateAttr(default_factory=dict)
+    def __init__(self, url: str, db_schema: str = "public", *, mappings: FieldMappings) -> None:
+        self.url = url
+        self.db_schema = db_schema
+        self.mappings = mappings
+        self.tables = DWHTables.build(mappings, db_schema)
+        self._engine: Engine | None = None
 
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        """Close the run's connections when the run ends, rather than when the process does."""
-        engine = self._state.pop("engine", None)
-        if engine is not None:
-            engine.dispose()
+    def __repr__(self) -> str:
+        return f"DWHRepository(schema={self.db_schema!r})"  # never the URL: it holds the password
 
     @property
     def engine(self) -> Engine:
-        if "engine" not in self._state:
-            self._state["engine"] = create_engine(
-                checked_dwh_url(self.url), pool_pre_ping=True, hide_parameters=True
-            )
-        return self._state["engine"]
+        if self._engine is None:
+            self._engine = create_engine(checked_dwh_url(self.url), pool_pre_ping=True, hide_parameters=True)
+        return self._engine
+
+    def dispose(self) -> None:
+        """Close the pooled connections (a run's, when the run ends, rather than when the process does)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
     def redact(self, text: str) -> str:
         """``text`` without the URL's credentials, whole or in the pieces a parser may split them into."""
         return redact(text, _url_secrets(self.url))
-
-    @property
-    def mappings(self) -> FieldMappings:
-        return self.field_mappings.mappings
-
-    @property
-    def tables(self) -> DWHTables:
-        if "tables" not in self._state:
-            self._state["tables"] = DWHTables.build(self.mappings, self.db_schema)
-        return self._state["tables"]
 
     # -- schema -------------------------------------------------------------------------
 

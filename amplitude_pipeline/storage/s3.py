@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import boto3.session
 import botocore.exceptions
 import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig
-from dagster import ConfigurableResource, ResourceDependency
-from dagster_aws.s3 import S3Resource
-from pydantic import PrivateAttr
+from botocore.config import Config
 
 from amplitude_pipeline.inflate import GzipMemberInflater
 from amplitude_pipeline.log import Log
@@ -59,21 +58,43 @@ class ListingPage:
     is_last: bool
 
 
-class RawEventStore(ConfigurableResource):
-    """Where the weekly exports live: ``s3://{bucket}/{prefix}/{week}.jsonl.gz``."""
+def s3_client(
+    endpoint_url: str | None = None, region_name: str | None = None, attempts: int = DEFAULT_RETRY.attempts
+) -> Any:
+    """A boto3 S3 client with botocore's ``standard`` retries (5xx, ``SlowDown`` and other
+    throttling, timeouts, resets; full-jitter backoff), ``attempts`` in all. Not ``adaptive``: its
+    client-side rate limiter learns per client object. Credentials come from boto3's own chain
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, a profile, a role)."""
+    session = boto3.session.Session()
+    return session.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region_name,
+        config=Config(retries={"mode": "standard", "total_max_attempts": attempts}),
+    )
 
-    bucket: str
-    prefix: str = DEFAULT_PREFIX
-    s3: ResourceDependency[S3Resource]
-    _client: Any = PrivateAttr(default=None)
+
+class RawEventStore:
+    """Where the weekly exports live: ``s3://{bucket}/{prefix}/{week}.jsonl.gz``, and the other
+    Amplitude-format files under the watched prefixes.
+
+    ``client`` is a boto3 S3 client (:func:`s3_client`), made on first use when not given: one for
+    the store's life, since building one costs 0.2–1 s under load and a sensor's run may open
+    hundreds of files; boto3 clients are safe to share between threads.
+    """
+
+    def __init__(self, bucket: str, prefix: str = DEFAULT_PREFIX, client: Any = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"RawEventStore(bucket={self.bucket!r}, prefix={self.prefix!r})"
 
     @property
     def client(self) -> Any:
-        """One boto3 client for the resource's life: ``S3Resource.get_client()`` builds a new
-        session each call (0.2–1 s under load), and a sensor run may open hundreds of files.
-        boto3 clients are safe to share between threads."""
         if self._client is None:
-            self._client = self.s3.get_client()
+            self._client = s3_client()
         return self._client
 
     def week_key(self, week: str) -> str:

@@ -224,10 +224,6 @@ class ColumnMapping(BaseModel):
         pattern = re.compile(self.regex) if self.regex is not None else None
         return build_converter(self.type, pattern, self.value_map)
 
-    def convert(self, value: Any) -> Any:
-        """Turn one JSON value into the column value; raises :class:`ConversionFailure`."""
-        return self.converter(value)
-
 
 class ColumnRoute(NamedTuple):
     """Where a mapped source key's value goes.

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from amplitude_pipeline.amplitude.export import export_days, export_week
+from amplitude_pipeline.amplitude.export import export_days, week_range
 from amplitude_pipeline_tests.amplitude.support import CONFIG, EMPTY_DAY, WEEK_START, make_client, windows
 from amplitude_simulator import SimulatorServer, expected_lines
 
@@ -44,14 +44,11 @@ def test_one_day_is_one_request_and_an_empty_day_is_listed(server: SimulatorServ
     assert windows(server) == [("20240110T00", "20240110T23", 404)]
 
 
-def test_a_week_is_its_seven_days(server: SimulatorServer, sleeps):
-    by_week, by_days = io.BytesIO(), io.BytesIO()
+def test_a_week_is_its_seven_days_monday_to_sunday():
+    week = week_range(WEEK_START)
 
-    week = export_week(make_client(server, sleeps), WEEK_START, by_week)
-    days = export_days(make_client(server, sleeps), WEEK_START, WEEK_START + timedelta(days=6), by_days)
-
-    assert by_week.getvalue() == by_days.getvalue()
-    assert week == days
+    assert (week.first_day, week.last_day) == (WEEK_START, WEEK_START + timedelta(days=6))
+    assert list(week.days()) == [WEEK_START + timedelta(days=n) for n in range(7)]
 
 
 def test_a_reversed_run_makes_no_request(server: SimulatorServer, sleeps):

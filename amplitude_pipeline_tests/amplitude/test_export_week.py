@@ -1,4 +1,4 @@
-"""export_week: seven day requests merged into one weekly stream (CONTRACT §4)."""
+"""A week's export: seven day requests merged into one weekly stream (CONTRACT §4)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,27 @@ from datetime import timedelta
 
 import pytest
 
-from amplitude_pipeline.amplitude.export import WeekExport, export_week
+from amplitude_pipeline.amplitude.export import DaysExport, export_days, week_range
 from amplitude_pipeline_tests.amplitude.support import CONFIG, EMPTY_DAY, WEEK_START, make_client, windows
 from amplitude_simulator import SimulatorServer, expected_week_lines
 
 
 @pytest.fixture
-def week(server: SimulatorServer, sleeps: list[float]) -> tuple[WeekExport, bytes]:
+def week(server: SimulatorServer, sleeps: list[float]) -> tuple[DaysExport, bytes]:
     out = io.BytesIO()
-    result = export_week(make_client(server, sleeps), WEEK_START, out)
+    week = week_range(WEEK_START)
+    result = export_days(make_client(server, sleeps), week.first_day, week.last_day, out)
     return result, out.getvalue()
 
 
-def test_week_output_is_the_weeks_lines_in_day_order(week: tuple[WeekExport, bytes]) -> None:
+def test_week_output_is_the_weeks_lines_in_day_order(week: tuple[DaysExport, bytes]) -> None:
     _, content = week
 
     expected = expected_week_lines(CONFIG, WEEK_START)
     assert gzip.decompress(content) == b"".join(line + b"\n" for line in expected)
 
 
-def test_week_counts_the_404_day_as_empty(week: tuple[WeekExport, bytes]) -> None:
+def test_week_counts_the_404_day_as_empty(week: tuple[DaysExport, bytes]) -> None:
     result, _ = week
 
     assert result.empty_days == [EMPTY_DAY.isoformat()]
@@ -36,7 +37,7 @@ def test_week_counts_the_404_day_as_empty(week: tuple[WeekExport, bytes]) -> Non
 
 
 def test_week_makes_one_whole_day_request_per_day(
-    server: SimulatorServer, week: tuple[WeekExport, bytes]
+    server: SimulatorServer, week: tuple[DaysExport, bytes]
 ) -> None:
     result, _ = week
 

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from amplitude_pipeline.amplitude.client import AmplitudeExportError
-from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
+from amplitude_pipeline.defs.resources import AmplitudeExportResource
 from amplitude_pipeline_tests.amplitude.support import (
     API_KEY,
     CONFIG,

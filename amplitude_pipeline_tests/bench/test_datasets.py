@@ -8,7 +8,7 @@ import pytest
 
 from amplitude_pipeline.transform.mapping import load_field_mappings
 from amplitude_pipeline.transform.records import transform_single_record
-from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
+from amplitude_pipeline_tests.support import DEFAULT_MAPPINGS
 from bench import datasets
 
 

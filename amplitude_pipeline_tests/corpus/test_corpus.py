@@ -9,26 +9,22 @@ readable message; a load must store exactly the values the case lists.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from typing import Any
 
 import pytest
-from dagster_aws.s3 import S3Resource
-from pydantic import PrivateAttr
 from sqlalchemy import select, text
 
 from amplitude_pipeline.load.event_files import EventFileLoadError, load_event_file
 from amplitude_pipeline.load.tmp_table import TmpRowMigrationError, migrate_tmp_user_properties
 from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline.text import short_repr
-from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 from amplitude_pipeline_tests.corpus.manifest import Case, Outcome, expand, load_cases
 from amplitude_pipeline_tests.load.support import forbid_city, rows
+from amplitude_pipeline_tests.support import stack_dwh, stack_store
 
 pytestmark = pytest.mark.integration
 
@@ -128,32 +124,11 @@ def test_tmp_table(case: Case, empty_dwh: DWHRepository, clean_load: Callable[[l
         _assert_tables_hold(dwh, loads)
 
 
-class _OneClientS3Resource(S3Resource):
-    """An ``S3Resource`` that builds its client once.
-
-    ``S3Resource.get_client`` starts a new boto3 session, whose service models botocore reads
-    from disk again: a fifth of a second or more, which the loader spends on every file it
-    opens. The corpus opens about a hundred tiny files; the client changes nothing else.
-    """
-
-    _client: Any = PrivateAttr(default=None)
-
-    def get_client(self) -> Any:
-        if self._client is None:
-            self._client = super().get_client()
-        return self._client
-
-
 @pytest.fixture(scope="module")
 def store(stack: None) -> RawEventStore:
-    """A prefix of the module's own in SeaweedFS (each case's key is its name)."""
-    return RawEventStore(
-        bucket=os.environ["S3_BUCKET"],
-        prefix=f"test-{uuid.uuid4().hex[:12]}/corpus",
-        s3=_OneClientS3Resource(
-            endpoint_url=os.environ["S3_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION")
-        ),
-    )
+    """A prefix of the module's own in SeaweedFS (each case's key is its name); one client for
+    the module's hundred tiny files, since building one costs a fifth of a second or more."""
+    return stack_store(f"test-{uuid.uuid4().hex[:12]}/corpus")
 
 
 @pytest.fixture(scope="module")
@@ -168,11 +143,7 @@ def new_module_dwh_schema(stack: None) -> Iterator[Callable[[], DWHRepository]]:
     created: list[DWHRepository] = []
 
     def new_schema() -> DWHRepository:
-        repository = DWHRepository(
-            url=os.environ["DWH_URL"],
-            db_schema=f"test_{uuid.uuid4().hex[:12]}",
-            field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS)),
-        )
+        repository = stack_dwh(f"test_{uuid.uuid4().hex[:12]}")
         repository.ensure_schema()
         created.append(repository)
         return repository
@@ -181,7 +152,7 @@ def new_module_dwh_schema(stack: None) -> Iterator[Callable[[], DWHRepository]]:
     for repository in created:
         with repository.engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{repository.db_schema}" CASCADE'))
-        repository.engine.dispose()
+        repository.dispose()
 
 
 @pytest.fixture
@@ -232,7 +203,7 @@ def clean_load(
 
 def _upload(store: RawEventStore, name: str, body: bytes) -> str:
     key = f"{store.prefix}/{name}"
-    store.s3.get_client().put_object(Bucket=store.bucket, Key=key, Body=body)
+    store.client.put_object(Bucket=store.bucket, Key=key, Body=body)
     return key
 
 

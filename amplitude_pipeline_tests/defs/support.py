@@ -1,7 +1,6 @@
 """Helpers for running the code location's assets and jobs in process against the local stack."""
 
 import gzip
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,12 +8,9 @@ from typing import Any
 
 from dagster import ExecuteInProcessResult
 
-from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
-from amplitude_pipeline.defs.metrics import MetricsPusher
-from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
+from amplitude_pipeline.defs.resources import AmplitudeExportResource, MetricsPusher
 from amplitude_pipeline.storage.s3 import RawEventStore
-from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
+from amplitude_pipeline_tests.support import DEFAULT_MAPPINGS
 from amplitude_simulator import SimulatorConfig, SimulatorServer
 
 WEEK = "2024-01-08"
@@ -53,7 +49,7 @@ def simulator(config: SimulatorConfig) -> Iterator[SimulatorServer]:
 
 def object_bytes(store: RawEventStore, key: str) -> bytes:
     """The stored (compressed) bytes of an object."""
-    response = store.s3.get_client().get_object(Bucket=store.bucket, Key=key)
+    response = store.client.get_object(Bucket=store.bucket, Key=key)
     return response["Body"].read()
 
 
@@ -99,14 +95,3 @@ def mappings_without(path: Path, *column_lines: str) -> Path:
         text = text.replace(f"\n{line}\n", "\n", 1)
     path.write_text(text, encoding="utf-8")
     return path
-
-
-@contextmanager
-def dwh_repository(schema: str, mappings: Path = DEFAULT_MAPPINGS) -> Iterator[DWHRepository]:
-    repository = DWHRepository(
-        url=os.environ["DWH_URL"], db_schema=schema, field_mappings=FieldMappingsFile(path=str(mappings))
-    )
-    try:
-        yield repository
-    finally:
-        repository.engine.dispose()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from amplitude_pipeline_tests.conftest import REPO_ROOT
+from amplitude_pipeline_tests.support import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,9 +15,11 @@ from dagster import (
     WeeklyPartitionsDefinition,
 )
 
-from amplitude_pipeline.definitions import defs
+from amplitude_pipeline.definitions import defs as load_code_location
 from amplitude_pipeline.defs.partitions import weekly_partitions
-from amplitude_pipeline.settings import Settings
+from amplitude_pipeline.defs.settings import Settings
+
+defs = load_code_location()
 
 TABLE_KEYS = [AssetKey("permanent_user_properties"), AssetKey("changeble_user_properties")]
 
@@ -38,6 +40,7 @@ def test_the_code_location_loads_and_validates():
     assert {node.name for node in export.nodes} == {
         "amplitude_events",
         "amplitude_events_user_properties_keys_known",
+        "freshness_checks",
     }
     backlog = defs.resolve_sensor_def("tmp_user_properties_backlog_sensor")
     assert (backlog.job_name, backlog.default_status) == (
@@ -118,7 +121,7 @@ def test_a_broken_mapping_file_stops_the_code_location_from_loading(tmp_path):
     broken = tmp_path / "field_mappings.yaml"
     broken.write_text("identity: {ehr_id: ehr_id}\nchangeable:\n  age: {type: integer}\n", encoding="utf-8")
     loaded = subprocess.run(
-        [sys.executable, "-c", "import amplitude_pipeline"],
+        [sys.executable, "-c", "import amplitude_pipeline; amplitude_pipeline.defs()"],
         env={**os.environ, "FIELD_MAPPINGS_PATH": str(broken)},
         capture_output=True,
         text=True,

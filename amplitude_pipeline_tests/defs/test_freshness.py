@@ -13,12 +13,14 @@ from dagster import (
     instance_for_test,
 )
 
-from amplitude_pipeline.definitions import defs as code_location
+from amplitude_pipeline.definitions import defs as load_code_location
 from amplitude_pipeline.defs import freshness
 from amplitude_pipeline.defs.freshness import freshness_sensor
+from amplitude_pipeline.defs.settings import SETTINGS
 from amplitude_pipeline.load.freshness import latest_due_week
-from amplitude_pipeline.settings import SETTINGS
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE
+
+code_location = load_code_location()
 
 WEEK = "2024-01-08"
 

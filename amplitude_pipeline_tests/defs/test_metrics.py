@@ -22,8 +22,9 @@ from dagster import (
 )
 from prometheus_client import delete_from_gateway
 
-from amplitude_pipeline.defs.metrics import MetricsPusher
-from amplitude_pipeline.defs.resources import build_resources
+from amplitude_pipeline.defs.metrics import recording
+from amplitude_pipeline.defs.resources import MetricsPusher, build_resources
+from amplitude_pipeline.defs.settings import Settings
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
 from amplitude_pipeline.defs.user_properties.jobs import (
     LoadS3EventFilesConfig,
@@ -32,11 +33,9 @@ from amplitude_pipeline.defs.user_properties.jobs import (
     load_s3_event_files_op,
 )
 from amplitude_pipeline.load.event_files import FileLoadResult
-from amplitude_pipeline.metrics import JOB, METRIC_HELP, s3_file_labels, tmp_table_labels
-from amplitude_pipeline.settings import Settings
+from amplitude_pipeline.load.metrics import JOB, METRIC_HELP, s3_file_labels, tmp_table_labels
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
-from amplitude_pipeline_tests.conftest import REPO_ROOT
 from amplitude_pipeline_tests.defs.support import WEEK, failure_metadata, materializations, values
 from amplitude_pipeline_tests.defs.tmp_user_properties.support import (
     five_rows,
@@ -44,7 +43,7 @@ from amplitude_pipeline_tests.defs.tmp_user_properties.support import (
 )
 from amplitude_pipeline_tests.load.events import event, upload_events
 from amplitude_pipeline_tests.load.support import seed, tmp_row
-from amplitude_pipeline_tests.support import RecordingLog, closed_port
+from amplitude_pipeline_tests.support import REPO_ROOT, RecordingLog, closed_port
 
 LABELS = {"source": "s3", "prefix": "p", "partition": WEEK}
 METRIC_NAMES = set(METRIC_HELP)
@@ -54,8 +53,8 @@ METRIC_NAMES = set(METRIC_HELP)
 
 
 def test_a_failure_leaving_the_recording_carries_the_metrics_in_its_metadata():
-    with pytest.raises(Failure) as raised, MetricsPusher().recording(RecordingLog(), LABELS) as recording:
-        recording.finish(FileLoadResult(file_key="k", etag="e", started_after=-1, records=5), ValueError())
+    with pytest.raises(Failure) as raised, recording(MetricsPusher(), RecordingLog(), LABELS) as load:
+        load.finish(FileLoadResult(file_key="k", etag="e", started_after=-1, records=5), ValueError())
         raise Failure("line 5: unknown key", metadata={"file_key": "k"})
 
     metadata = values(raised.value.metadata)
@@ -72,13 +71,13 @@ def test_any_other_exception_is_recorded_and_propagates_unchanged():
     error = ConnectionError("database gone")
     with (
         pytest.raises(ConnectionError) as raised,
-        MetricsPusher().recording(RecordingLog(), LABELS) as recording,
+        recording(MetricsPusher(), RecordingLog(), LABELS) as load,
     ):
         raise error
 
     assert raised.value is error
-    assert recording.metrics is not None
-    assert (recording.metrics.processed_records, recording.metrics.errors, recording.metrics.interrupted) == (
+    assert load.metrics is not None
+    assert (load.metrics.processed_records, load.metrics.errors, load.metrics.interrupted) == (
         0,
         1,
         1,
@@ -90,17 +89,17 @@ def test_a_recording_pushes_once_however_often_it_is_finished():
     pusher = MetricsPusher(pushgateway_url=f"http://127.0.0.1:{closed_port()}", timeout_seconds=2)
     result = FileLoadResult(file_key="k", etag="e", started_after=-1, records=3)
 
-    with pytest.raises(Failure), pusher.recording(log, LABELS) as recording:
-        first = recording.finish(result)
+    with pytest.raises(Failure), recording(pusher, log, LABELS) as load:
+        first = load.finish(result)
         raise Failure("after the load")
 
     assert values(first)["processed_records_total"] == 3
     assert len(log.warnings) == 1  # one push attempt: the failure after finish() changed nothing
-    assert recording.metrics is not None and recording.metrics.interrupted == 0
+    assert load.metrics is not None and load.metrics.interrupted == 0
 
 
 def test_a_recording_without_its_result_is_a_programming_error():
-    with pytest.raises(RuntimeError, match="finish"), MetricsPusher().recording(RecordingLog(), LABELS):
+    with pytest.raises(RuntimeError, match="finish"), recording(MetricsPusher(), RecordingLog(), LABELS):
         pass
 
 

@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from amplitude_pipeline.defs.resources import build_resources
+from amplitude_pipeline.defs.settings import Settings
 from amplitude_pipeline.retries import DEFAULT_RETRY
-from amplitude_pipeline.settings import Settings
 
 BUCKET = "retries-test"
 KEY = "amplitude/events/2024-01-08.jsonl.gz"
@@ -64,7 +64,7 @@ def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     settings = dataclasses.replace(Settings.from_env(), s3_endpoint_url=None, aws_region="us-east-1")
     with mock_aws():
-        client = build_resources(settings)["raw_event_store"].s3.get_client()
+        client = build_resources(settings)["raw_event_store"].create_resource(None).client
         client.create_bucket(Bucket=BUCKET)
         client.put_object(Bucket=BUCKET, Key=KEY, Body=b"events")
         yield client

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from amplitude_pipeline_tests.conftest import REPO_ROOT
+from amplitude_pipeline_tests.support import REPO_ROOT
 
 HELM_VALUES = REPO_ROOT / "deploy" / "helm" / "values.yaml"
 CHART_VERSION = "1.13.27"

@@ -27,15 +27,14 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRun
 from dagster._core.errors import DagsterUserCodeUnreachableError
 from dagster._core.events import DagsterEventType
 from dagster._grpc.client import DagsterGrpcClient
-from dagster_aws.s3 import S3Resource
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
 from amplitude_pipeline.retries import retrying
 from amplitude_pipeline.storage.s3 import RawEventStore
-from amplitude_pipeline_tests.conftest import REPO_ROOT
 from amplitude_pipeline_tests.defs.support import SIM_API_KEY, SIM_SECRET_KEY, SMALL_WEEK
+from amplitude_pipeline_tests.support import REPO_ROOT, stack_s3_client
 from amplitude_simulator import SimulatorConfig, SimulatorServer
 
 DEPLOY_INSTANCE = REPO_ROOT / "deploy" / "dagster.yaml"
@@ -432,7 +431,7 @@ def deployed(
     home = instance_home(directory / "dagster_home")
     logs = directory / "logs"
     logs.mkdir()
-    s3 = S3Resource(endpoint_url=os.environ["S3_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION"))
+    s3 = stack_s3_client()
     bucket = os.environ["S3_BUCKET"]
     with (
         SimulatorServer(simulator, api_key=SIM_API_KEY, secret_key=SIM_SECRET_KEY) as server,
@@ -473,8 +472,8 @@ def deployed(
             yield Deployment(
                 topology=topology,
                 instance=instance,
-                store=RawEventStore(bucket=bucket, prefix=pipeline_env["S3_PREFIX"], s3=s3),
-                watched=RawEventStore(bucket=bucket, prefix=pipeline_env["S3_WATCH_PREFIXES"], s3=s3),
+                store=RawEventStore(bucket, pipeline_env["S3_PREFIX"], s3),
+                watched=RawEventStore(bucket, pipeline_env["S3_WATCH_PREFIXES"], s3),
                 dwh_url=os.environ["DWH_URL"],
                 dwh_schema=dwh_schema,
                 simulator=server,

@@ -21,7 +21,6 @@ from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.defs.tags import DWH_LOAD_TAGS
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
 from amplitude_pipeline.storage.dwh import PERMANENT_TABLE
-from amplitude_pipeline_tests.defs.support import NO_METRICS, dwh_repository
 from amplitude_pipeline_tests.deployment.support import (
     BACKFILL_DONE,
     BACKFILL_STATUS,
@@ -34,6 +33,7 @@ from amplitude_pipeline_tests.deployment.support import (
     wait_for,
 )
 from amplitude_pipeline_tests.load.support import rows
+from amplitude_pipeline_tests.support import pipeline_resources
 from amplitude_simulator.server import Fault
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -157,9 +157,7 @@ def test_an_export_made_while_the_code_location_was_redeployed_gets_its_tables(d
 
 
 @pytest.mark.timeout(1200)
-def test_a_backfill_of_the_exports_loads_the_weeks_in_order_as_a_serial_load_would(
-    deployment, new_dwh_schema
-):
+def test_a_backfill_of_the_exports_loads_the_weeks_in_order_as_a_serial_load_would(deployment, new_dwh):
     backfilled = WEEKS[4:]
     launched = deployment.topology.graphql(
         LAUNCH_BACKFILL,
@@ -188,17 +186,17 @@ def test_a_backfill_of_the_exports_loads_the_weeks_in_order_as_a_serial_load_wou
         assert earlier.end_time <= later.start_time
 
     # The same ten weekly objects, loaded one by one in week order into a schema of their own.
-    with dwh_repository(new_dwh_schema()) as serial:
-        for week in WEEKS:
-            assert materialize(
-                [user_properties_tables],
-                partition_key=week,
-                resources={"raw_event_store": deployment.store, "dwh": serial, "metrics_pusher": NO_METRICS},
-            ).success
-        with dwh_repository(deployment.dwh_schema) as deployed_tables:
-            for table in ("permanent", "changeable"):
-                assert rows(deployed_tables, table) == rows(serial, table)
-                assert rows(serial, table)
+    serial = new_dwh()
+    for week in WEEKS:
+        assert materialize(
+            [user_properties_tables],
+            partition_key=week,
+            resources=pipeline_resources(store=deployment.store, dwh=serial),
+        ).success
+    deployed_tables = new_dwh(schema=deployment.dwh_schema, create=False)
+    for table in ("permanent", "changeable"):
+        assert rows(deployed_tables, table) == rows(serial, table)
+        assert rows(serial, table)
 
 
 @pytest.mark.timeout(900)

@@ -6,8 +6,8 @@ import re
 import tomllib
 from pathlib import PurePosixPath
 
-from amplitude_pipeline_tests.conftest import REPO_ROOT
 from amplitude_pipeline_tests.deployment.helm_chart import ChartRelease, load_values
+from amplitude_pipeline_tests.support import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 CODE_LOCATION = "amplitude-pipeline"

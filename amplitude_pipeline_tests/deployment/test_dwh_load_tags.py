@@ -2,26 +2,15 @@
 the pool, that the production queue limits (deploy/dagster.yaml ``concurrency``); no stack needed."""
 
 import pytest
-from dagster import AssetKey, AutomationConditionSensorDefinition
+from dagster import AssetKey
 
-from amplitude_pipeline.definitions import defs
+from amplitude_pipeline.definitions import defs as load_code_location
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL, DWH_LOAD_TAGS
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE
 
+defs = load_code_location()
+
 TABLE_KEYS = {AssetKey(PERMANENT_TABLE), AssetKey(CHANGEABLE_TABLE)}
-
-
-def test_the_automation_that_loads_the_tables_tags_its_runs():
-    graph = defs.resolve_asset_graph()
-    sensors = [
-        sensor
-        for sensor in defs.get_repository_def().sensor_defs
-        if isinstance(sensor, AutomationConditionSensorDefinition)
-        and TABLE_KEYS & set(sensor.asset_selection.resolve(graph))
-    ]
-    assert sensors, "no automation sensor targets the table assets"
-    for sensor in sensors:
-        assert DWH_LOAD_TAGS.items() <= sensor.run_tags.items(), (sensor.name, sensor.run_tags)
 
 
 @pytest.mark.parametrize("job_name", ["load_s3_event_files", "migrate_tmp_user_properties"])

@@ -15,8 +15,8 @@ from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_k8s import K8sRunLauncher
 
 from amplitude_pipeline.defs.tags import DWH_LOAD_TAG_KEY, DWH_LOAD_TAGS
-from amplitude_pipeline_tests.conftest import REPO_ROOT
 from amplitude_pipeline_tests.deployment.helm_chart import ChartRelease, load_values, local_instance_config
+from amplitude_pipeline_tests.support import REPO_ROOT
 
 PRODUCTION_INSTANCE = REPO_ROOT / "deploy" / "dagster.yaml"
 SAME_POLICIES = ("concurrency", "run_retries", "retention", "sensors", "schedules", "backfills", "telemetry")

@@ -143,7 +143,7 @@ def test_files_dropped_under_the_watched_prefix_end_up_in_the_tables(deployment)
         patients("2024-01-22", *sorted(export_ids)),
     )
     # Not an event file: ignored.
-    deployment.watched.s3.get_client().put_object(
+    deployment.watched.client.put_object(
         Bucket=deployment.watched.bucket, Key=f"{deployment.watched.prefix}/_SUCCESS", Body=gzip.compress(b"")
     )
 

@@ -17,9 +17,9 @@ from dagster import AssetKey, DagsterInstance
 
 from amplitude_pipeline.storage.dwh import DWHRepository, FileCheckpoint
 from amplitude_pipeline.storage.s3 import RawEventStore
-from amplitude_pipeline_tests.conftest import REPO_ROOT
 from amplitude_pipeline_tests.defs.support import WEEK
 from amplitude_pipeline_tests.load.support import rows
+from amplitude_pipeline_tests.support import REPO_ROOT
 from amplitude_simulator import SimulatorConfig, expected_week_lines
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -46,7 +46,7 @@ def big_week_object() -> bytes:
 def upload_big_week(store: RawEventStore) -> str:
     """The big week as the weekly object of ``store`` (as ``amplitude_events`` would leave it)."""
     key = store.week_key(WEEK)
-    store.s3.get_client().put_object(Bucket=store.bucket, Key=key, Body=big_week_object())
+    store.client.put_object(Bucket=store.bucket, Key=key, Body=big_week_object())
     return key
 
 

@@ -2,21 +2,17 @@
 equal a serial load's."""
 
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
-from dagster_aws.s3 import S3Resource
 from sqlalchemy import text
 
 from amplitude_pipeline.load.event_files import load_event_file
 from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
-from amplitude_pipeline.storage.s3 import RawEventStore
-from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 from amplitude_pipeline_tests.load.events import event, upload_events
 from amplitude_pipeline_tests.load.support import rows
+from amplitude_pipeline_tests.support import stack_dwh, stack_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,35 +52,14 @@ def facts(dwh: DWHRepository) -> list[dict[str, Any]]:
 
 
 def load_in_process(url: str, schema: str, prefix: str, key: str) -> int:
-    store = RawEventStore(
-        bucket=os.environ["S3_BUCKET"],
-        prefix=prefix,
-        s3=S3Resource(endpoint_url=os.environ["S3_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION")),
-    )
-    dwh = DWHRepository(
-        url=url, db_schema=schema, field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS))
-    )
-    return load_event_file(dwh, store, key, batch_size=USERS).records
-
-
-def repository(schema: str) -> DWHRepository:
-    dwh = DWHRepository(
-        url=os.environ["DWH_URL"],
-        db_schema=schema,
-        field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS)),
-    )
-    dwh.ensure_schema()
-    return dwh
+    return load_event_file(stack_dwh(schema, url=url), stack_store(prefix), key, batch_size=USERS).records
 
 
 @pytest.mark.timeout(300)
-def test_neighbouring_weeks_loading_at_once_never_deadlock_and_equal_a_serial_load(
-    raw_event_store, new_dwh_schema
-):
+def test_neighbouring_weeks_loading_at_once_never_deadlock_and_equal_a_serial_load(raw_event_store, new_dwh):
     first = upload_events(raw_event_store, "2024-01-01.jsonl.gz", week_events(1, ascending=True))
     second = upload_events(raw_event_store, "2024-01-08.jsonl.gz", week_events(8, ascending=False))
-    concurrent = repository(new_dwh_schema())
-    serial = repository(new_dwh_schema())
+    concurrent, serial = new_dwh(), new_dwh()
     for key in (first, second):
         load_event_file(serial, raw_event_store, key, batch_size=100_000)
 
@@ -103,5 +78,3 @@ def test_neighbouring_weeks_loading_at_once_never_deadlock_and_equal_a_serial_lo
     # Permanent rows: the facts agree; which week's record set uuid/event_time is whichever loaded
     # first (CONTRACT §6), so only the facts are compared.
     assert facts(concurrent) == facts(serial)
-    concurrent.engine.dispose()
-    serial.engine.dispose()

@@ -58,7 +58,7 @@ def test_transient_faults_of_every_kind_are_retried_and_the_object_equals_a_faul
     raw_event_store,
 ):
     clean_store = RawEventStore(
-        bucket=raw_event_store.bucket, prefix=f"{raw_event_store.prefix}-clean", s3=raw_event_store.s3
+        raw_event_store.bucket, f"{raw_event_store.prefix}-clean", raw_event_store.client
     )
     instance = DagsterInstance.ephemeral()
     with simulator(SMALL_WEEK) as sim:

@@ -18,7 +18,6 @@ from sqlalchemy import select
 
 from amplitude_pipeline.load.event_files import load_event_file
 from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline_tests.conftest import REPO_ROOT
 from amplitude_pipeline_tests.faults.support import (
     BATCH_SIZE,
     TablesRun,
@@ -26,6 +25,7 @@ from amplitude_pipeline_tests.faults.support import (
     table_rows,
     upload_big_week,
 )
+from amplitude_pipeline_tests.support import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,14 +13,13 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
 from dagster import materialize
-from dagster_aws.s3 import S3Resource
 
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.resources import build_resources
+from amplitude_pipeline.defs.settings import Settings
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
 from amplitude_pipeline.load.event_files import EventFileLoadError, load_event_file
-from amplitude_pipeline.settings import Settings
-from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline.storage.s3 import RawEventStore, s3_client
 from amplitude_pipeline_tests.defs.support import (
     WEEK,
     amplitude_resource,
@@ -54,7 +53,7 @@ def production_resources(endpoint_url: str, prefix: str, dwh_schema: str = "publ
 def test_the_proxy_answers_slowdown_and_cuts_bodies_as_configured(raw_event_store):
     key = f"{raw_event_store.prefix}/object.bin"
     body = os.urandom(300_000)
-    raw_event_store.s3.get_client().put_object(Bucket=raw_event_store.bucket, Key=key, Body=body)
+    raw_event_store.client.put_object(Bucket=raw_event_store.bucket, Key=key, Body=body)
     with FaultInjectingS3Proxy(
         os.environ["S3_ENDPOINT_URL"], slowdown_every=2, cut_every=1, cut_after_bytes=100_000
     ) as proxy:
@@ -146,8 +145,12 @@ def test_the_object_the_load_read_through_faults_was_whole(raw_event_store):
     with FaultInjectingS3Proxy(
         os.environ["S3_ENDPOINT_URL"], slowdown_every=2, cut_every=1, cut_after_bytes=2 * 1024 * 1024
     ) as proxy:
-        s3 = production_resources(proxy.endpoint_url, raw_event_store.prefix)["raw_event_store"].s3
-        store = RawEventStore(bucket=raw_event_store.bucket, prefix=raw_event_store.prefix, s3=s3)
+        # The production client (botocore's standard retries, DEFAULT_RETRY.attempts in all).
+        store = RawEventStore(
+            raw_event_store.bucket,
+            raw_event_store.prefix,
+            s3_client(proxy.endpoint_url, os.environ.get("AWS_REGION")),
+        )
         with store.open_lines(key) as (stored, lines):
             read = list(lines)
         counters = proxy.snapshot()
@@ -166,10 +169,8 @@ def test_an_s3_outage_mid_load_stops_the_load_at_a_line_and_the_rerun_completes_
     interrupted, clean = new_dwh(), new_dwh()
     with FaultInjectingS3Proxy(os.environ["S3_ENDPOINT_URL"], outage_after_bytes=2 * 1024 * 1024) as proxy:
         # botocore's retries cannot outlast an outage that never ends: one retry keeps the test short.
-        s3 = S3Resource(
-            endpoint_url=proxy.endpoint_url, region_name=os.environ.get("AWS_REGION"), max_attempts=1
-        )
-        through_outage = RawEventStore(bucket=raw_event_store.bucket, prefix=raw_event_store.prefix, s3=s3)
+        client = s3_client(proxy.endpoint_url, os.environ.get("AWS_REGION"), attempts=2)
+        through_outage = RawEventStore(raw_event_store.bucket, raw_event_store.prefix, client)
         with pytest.raises(EventFileLoadError) as stopped:
             load_event_file(interrupted, through_outage, key, batch_size=BATCH_SIZE)
         counters = proxy.snapshot()

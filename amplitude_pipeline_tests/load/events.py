@@ -40,5 +40,5 @@ def event(
 def upload_events(store: RawEventStore, name: str, events: list[dict[str, Any]]) -> str:
     key = f"{store.prefix}/{name}"
     body = gzip.compress(b"".join(orjson.dumps(item) + b"\n" for item in events))
-    store.s3.get_client().put_object(Bucket=store.bucket, Key=key, Body=body)
+    store.client.put_object(Bucket=store.bucket, Key=key, Body=body)
     return key

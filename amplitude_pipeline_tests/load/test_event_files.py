@@ -18,11 +18,10 @@ from botocore.exceptions import ClientError
 from amplitude_pipeline.load import event_files
 from amplitude_pipeline.load.event_files import EventFileLoadError, FileLoadInProgressError, load_event_file
 from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
-from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 from amplitude_pipeline_tests.load.events import event, upload_events
 from amplitude_pipeline_tests.load.support import fail_a_batch_write, forbid_city, rows
+from amplitude_pipeline_tests.support import DEFAULT_MAPPINGS, NewDWH
 
 pytestmark = pytest.mark.integration
 
@@ -156,15 +155,10 @@ def thousand_events_with_unknown_key_at_500() -> list[dict[str, Any]]:
 
 class TestInterruption:
     def test_a_fatal_line_keeps_exactly_the_lines_before_it_and_a_rerun_finishes(
-        self, tmp_path, raw_event_store, dwh_schema, new_dwh_schema
+        self, tmp_path, raw_event_store, new_dwh
     ):
-        mappings_path = str(shutil.copy(DEFAULT_MAPPINGS, tmp_path / "field_mappings.yaml"))
-        strict = DWHRepository(
-            url=os.environ["DWH_URL"],
-            db_schema=dwh_schema,
-            field_mappings=FieldMappingsFile(path=mappings_path),
-        )
-        strict.ensure_schema()
+        mappings_path = Path(shutil.copy(DEFAULT_MAPPINGS, tmp_path / "field_mappings.yaml"))
+        strict = new_dwh(mappings_path)
         events = thousand_events_with_unknown_key_at_500()
         key = upload_events(raw_event_store, "week.jsonl.gz", events)
 
@@ -179,20 +173,16 @@ class TestInterruption:
         assert "favourite_colour" in failure.value.error_message
         assert failure.value.retryable is False
 
-        reference_first_half = _clean_load(raw_event_store, tmp_path, events[:500], new_dwh_schema())
+        reference_first_half = _clean_load(raw_event_store, tmp_path, events[:500], new_dwh)
         assert rows(strict, "permanent") == rows(reference_first_half, "permanent")
         assert rows(strict, "changeable") == rows(reference_first_half, "changeable")
 
-        write_mappings(Path(mappings_path), ["favourite_colour"])
-        fixed = DWHRepository(
-            url=os.environ["DWH_URL"],
-            db_schema=dwh_schema,
-            field_mappings=FieldMappingsFile(path=mappings_path),
-        )
+        write_mappings(mappings_path, ["favourite_colour"])
+        fixed = new_dwh(mappings_path, schema=strict.db_schema, create=False)
         resumed = load_event_file(fixed, raw_event_store, key, batch_size=128)
         assert (resumed.started_after, resumed.records) == (499, 500)
 
-        reference_whole = _clean_load(raw_event_store, tmp_path, events, new_dwh_schema())
+        reference_whole = _clean_load(raw_event_store, tmp_path, events, new_dwh)
         assert rows(fixed, "permanent") == rows(reference_whole, "permanent")
         assert rows(fixed, "changeable") == rows(reference_whole, "changeable")
 
@@ -223,7 +213,7 @@ class TestInterruption:
         assert (rerun.started_after, rerun.records, rerun.changeable.inserted) == (-1, 2, 2)
 
 
-def test_a_column_added_to_the_mapping_appears_on_the_next_run(tmp_path, raw_event_store, dwh_schema):
+def test_a_column_added_to_the_mapping_appears_on_the_next_run(tmp_path, raw_event_store, new_dwh):
     path = tmp_path / "field_mappings.yaml"
     path.write_text(
         DEFAULT_MAPPINGS.read_text(encoding="utf-8").replace(
@@ -231,30 +221,20 @@ def test_a_column_added_to_the_mapping_appears_on_the_next_run(tmp_path, raw_eve
         ),
         encoding="utf-8",
     )
-    plain = DWHRepository(
-        url=os.environ["DWH_URL"],
-        db_schema=dwh_schema,
-        field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS)),
-    )
-    plain.ensure_schema()
-    extended = DWHRepository(
-        url=os.environ["DWH_URL"], db_schema=dwh_schema, field_mappings=FieldMappingsFile(path=str(path))
-    )
+    plain = new_dwh()
+    extended = new_dwh(path, schema=plain.db_schema, create=False)
     assert extended.ensure_schema() == ["changeble_user_properties.favourite_colour"]
     load(extended, raw_event_store, [event("2024-01-08 10:00:00", ehr_id="E1", favourite_colour="green")])
     assert only_row(extended, "changeable")["favourite_colour"] == "green"
 
 
 def _clean_load(
-    store: RawEventStore, tmp_path: Path, events: list[dict[str, Any]], schema: str
+    store: RawEventStore, tmp_path: Path, events: list[dict[str, Any]], new_dwh: NewDWH
 ) -> DWHRepository:
     """The same events loaded in one uninterrupted run into a schema of their own."""
-    mappings = write_mappings(tmp_path / f"{schema}.yaml", ["favourite_colour"])
-    reference = DWHRepository(
-        url=os.environ["DWH_URL"], db_schema=schema, field_mappings=FieldMappingsFile(path=str(mappings))
-    )
-    reference.ensure_schema()
-    key = upload_events(store, f"{schema}.jsonl.gz", events)
+    name = f"reference-{len(events)}"
+    reference = new_dwh(write_mappings(tmp_path / f"{name}.yaml", ["favourite_colour"]))
+    key = upload_events(store, f"{name}.jsonl.gz", events)
     load_event_file(reference, store, key, batch_size=100_000)
     return reference
 
@@ -301,9 +281,7 @@ def test_a_truncated_object_fails_after_its_last_whole_line_and_keeps_the_lines_
     events = [event(f"2024-01-08 {i // 60:02d}:{i % 60:02d}:00", ehr_id=f"E{i}") for i in range(200)]
     body = gzip.compress(b"".join(orjson.dumps(item) + b"\n" for item in events))
     key = f"{raw_event_store.prefix}/truncated.jsonl.gz"
-    raw_event_store.s3.get_client().put_object(
-        Bucket=raw_event_store.bucket, Key=key, Body=body[: len(body) // 2]
-    )
+    raw_event_store.client.put_object(Bucket=raw_event_store.bucket, Key=key, Body=body[: len(body) // 2])
 
     with pytest.raises(EventFileLoadError, match="could not read the object") as failure:
         load_event_file(dwh, raw_event_store, key)
@@ -317,7 +295,7 @@ def test_a_truncated_object_fails_after_its_last_whole_line_and_keeps_the_lines_
 def put_lines(store: RawEventStore, name: str, lines: list[bytes]) -> str:
     key = f"{store.prefix}/{name}"
     body = gzip.compress(b"".join(line + b"\n" for line in lines))
-    store.s3.get_client().put_object(Bucket=store.bucket, Key=key, Body=body)
+    store.client.put_object(Bucket=store.bucket, Key=key, Body=body)
     return key
 
 
@@ -385,7 +363,7 @@ def test_a_read_that_breaks_mid_object_stops_at_the_next_line_and_may_be_retried
 
 def test_an_object_that_is_not_gzip_fails_at_line_0_for_good(dwh, raw_event_store):
     key = f"{raw_event_store.prefix}/plain.jsonl.gz"
-    raw_event_store.s3.get_client().put_object(
+    raw_event_store.client.put_object(
         Bucket=raw_event_store.bucket, Key=key, Body=orjson.dumps(numbered_events(1)[0]) + b"\n"
     )
     with pytest.raises(EventFileLoadError, match="could not read the object") as failure:
@@ -572,9 +550,9 @@ class TestBadRecordsStopAtTheirLine:
         assert dwh.get_checkpoint(key).last_successful_line == 3
 
 
-def unopenable_store(store: RawEventStore, monkeypatch: pytest.MonkeyPatch) -> RawEventStore:
+def unopenable_store(store: RawEventStore) -> RawEventStore:
     """``store``'s objects behind an S3 that answers every GET with SlowDown, beyond botocore's retries."""
-    real_client = store.s3.get_client()
+    real_client = store.client
 
     class Unavailable:
         def __getattr__(self, name):
@@ -585,8 +563,7 @@ def unopenable_store(store: RawEventStore, monkeypatch: pytest.MonkeyPatch) -> R
                 {"Error": {"Code": "SlowDown", "Message": "Reduce your request rate"}}, "GetObject"
             )
 
-    monkeypatch.setattr(type(store.s3), "get_client", lambda self: Unavailable())
-    return RawEventStore(bucket=store.bucket, prefix=store.prefix, s3=store.s3)
+    return RawEventStore(store.bucket, store.prefix, Unavailable())
 
 
 @pytest.mark.parametrize(
@@ -599,7 +576,7 @@ def test_an_object_s3_will_not_open_stops_where_the_load_would_have_started(
     if lines_loaded_before:
         load_event_file(dwh, raw_event_store, key)
     with pytest.raises(EventFileLoadError) as failure:
-        load_event_file(dwh, unopenable_store(raw_event_store, monkeypatch), key)
+        load_event_file(dwh, unopenable_store(raw_event_store), key)
     assert (failure.value.metadata["failed_line"], failure.value.metadata["last_successful_line"]) == (
         failed_line,
         failed_line - 1,
@@ -620,7 +597,7 @@ def test_an_object_s3_will_not_open_stops_with_the_load_metadata_and_may_be_retr
     key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(3))
     load_event_file(dwh, raw_event_store, key, start_after=-1, batch_size=1)
     with pytest.raises(EventFileLoadError) as failure:
-        load_event_file(dwh, unopenable_store(raw_event_store, monkeypatch), key, start_after=0)
+        load_event_file(dwh, unopenable_store(raw_event_store), key, start_after=0)
     assert failure.value.metadata == {
         "file_key": key,
         "failed_line": 1,

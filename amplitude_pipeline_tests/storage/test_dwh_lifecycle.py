@@ -1,5 +1,5 @@
-"""The DWH repository's resources for a run: its connections end with the run, and the mapping
-it builds tables from is its own resource, parsed once per content (issue 11)."""
+"""The DWH resource of a run: its connections end with the run; the mapping it builds tables
+from is parsed once per content (issue 11)."""
 
 import os
 import uuid
@@ -8,13 +8,13 @@ import pytest
 from dagster import materialize
 from sqlalchemy import create_engine, text
 
+from amplitude_pipeline.defs.resources import DWHResource, FieldMappingsResource
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
 from amplitude_pipeline.storage import field_mappings
-from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline.storage.field_mappings import FieldMappingsFile, load_field_mappings_once
-from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
+from amplitude_pipeline.storage.field_mappings import load_field_mappings_once
 from amplitude_pipeline_tests.defs.support import NO_METRICS, WEEK
 from amplitude_pipeline_tests.load.events import event, upload_events
+from amplitude_pipeline_tests.support import DEFAULT_MAPPINGS
 
 
 def connections_named(application_name: str) -> int:
@@ -31,10 +31,10 @@ def connections_named(application_name: str) -> int:
 @pytest.mark.integration
 def test_a_runs_dwh_connections_are_closed_when_the_run_ends(raw_event_store, dwh_schema):
     application_name = f"lifecycle-{uuid.uuid4().hex[:8]}"
-    dwh = DWHRepository(
+    dwh = DWHResource(
         url=f"{os.environ['DWH_URL']}?application_name={application_name}",
         db_schema=dwh_schema,
-        field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS)),
+        field_mappings=FieldMappingsResource(path=str(DEFAULT_MAPPINGS)),
     )
     upload_events(raw_event_store, f"{WEEK}.jsonl.gz", [event("2024-01-08 10:00:00", ehr_id="E1")])
 
@@ -62,7 +62,7 @@ def test_the_mapping_file_is_parsed_once_per_content(tmp_path, monkeypatch):
     field_mappings._parsed.cache_clear()
 
     first = load_field_mappings_once(path)
-    assert FieldMappingsFile(path=str(path)).mappings is first
+    assert load_field_mappings_once(str(path)) is first
     path.write_text(DEFAULT_MAPPINGS.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
     assert load_field_mappings_once(path) is not first
     assert parses == [str(path), str(path)]

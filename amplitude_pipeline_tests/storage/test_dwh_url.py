@@ -6,15 +6,15 @@ import traceback
 import pytest
 
 from amplitude_pipeline.storage.dwh import DWHConfigurationError, DWHRepository, checked_dwh_url
-from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
-from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
+from amplitude_pipeline.storage.field_mappings import load_field_mappings_once
+from amplitude_pipeline_tests.support import DEFAULT_MAPPINGS
 
 PASSWORD_WITH_AT = "s3cr3t@tail-of-the-password"
 
 
 def repository(url: str) -> DWHRepository:
     return DWHRepository(
-        url=url, db_schema="public", field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS))
+        url=url, db_schema="public", mappings=load_field_mappings_once(str(DEFAULT_MAPPINGS))
     )
 
 

@@ -9,7 +9,13 @@ import botocore.exceptions
 import pytest
 
 from amplitude_pipeline.retries import RetrySettings
-from amplitude_pipeline.storage.s3 import ObjectReadError, ResumingBody, StoredObject, iter_gzip_lines
+from amplitude_pipeline.storage.s3 import (
+    ObjectReadError,
+    RawEventStore,
+    ResumingBody,
+    StoredObject,
+    iter_gzip_lines,
+)
 
 _RANDOM = random.Random(7)
 LINES = [f'{{"n": {i}, "pad": "{_RANDOM.randbytes(i % 50).hex()}"}}'.encode() for i in range(20_000)]
@@ -88,13 +94,13 @@ class FirstBodyBreaks:
 
 
 @pytest.mark.integration
-def test_a_real_object_resumes_with_a_range_request_pinned_to_its_etag(raw_event_store, monkeypatch):
+def test_a_real_object_resumes_with_a_range_request_pinned_to_its_etag(raw_event_store):
     key = f"{raw_event_store.prefix}/big.jsonl.gz"
-    raw_event_store.s3.get_client().put_object(Bucket=raw_event_store.bucket, Key=key, Body=CONTENT)
-    client = FirstBodyBreaks(raw_event_store.s3.get_client())
-    monkeypatch.setattr(type(raw_event_store.s3), "get_client", lambda self: client)
+    raw_event_store.client.put_object(Bucket=raw_event_store.bucket, Key=key, Body=CONTENT)
+    client = FirstBodyBreaks(raw_event_store.client)
+    store = RawEventStore(raw_event_store.bucket, raw_event_store.prefix, client)
 
-    with raw_event_store.open_lines(key) as (stored, lines):
+    with store.open_lines(key) as (stored, lines):
         assert list(lines) == LINES
     assert client.ranged_requests == [("bytes=100000-", f'"{stored.etag}"')]
 

@@ -23,7 +23,7 @@ NAMES = [
 
 @pytest.fixture
 def listed_prefix(raw_event_store: RawEventStore) -> str:
-    client = raw_event_store.s3.get_client()
+    client = raw_event_store.client
     prefix = f"{raw_event_store.prefix}/"
     for name in NAMES:
         client.put_object(

@@ -9,8 +9,7 @@ import orjson
 
 from amplitude_pipeline.transform.audit import audit_user_properties
 from amplitude_pipeline.transform.mapping import FieldMappings
-
-from .conftest import make_event
+from amplitude_pipeline_tests.transform.support import make_event
 
 
 def write_events(path: Path, lines: list[bytes]) -> Path:

@@ -23,7 +23,7 @@ def column(column_type: str = "str", **options: Any) -> ColumnMapping:
     [("Москва", "Москва"), (42, "42"), (1.5, "1.5"), (True, "true"), (False, "false"), ("", "")],
 )
 def test_str_accepts_scalars_as_their_json_text(value: Any, expected: str) -> None:
-    assert column("str").convert(value) == expected
+    assert column("str").converter(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -31,26 +31,26 @@ def test_str_accepts_scalars_as_their_json_text(value: Any, expected: str) -> No
     [(7, 7), (3.0, 3), ("42", 42), (" -5 ", -5), ("+8", 8)],
 )
 def test_int_accepts_integers_integral_floats_and_digit_strings(value: Any, expected: int) -> None:
-    assert column("int").convert(value) == expected
+    assert column("int").converter(value) == expected
 
 
 @pytest.mark.parametrize("value", [True, 2.5, "4.0", "12abc", "1_000", "٣", 2**63, float("nan")])
 def test_int_rejects_booleans_fractions_and_non_digit_text(value: Any) -> None:
     with pytest.raises(ConversionFailure):
-        column("int").convert(value)
+        column("int").converter(value)
 
 
 @pytest.mark.parametrize(
     "value", [2**63 - 1, -(2**63), str(2**63 - 1), str(-(2**63))], ids=["max", "min", "max-text", "min-text"]
 )
 def test_int_accepts_the_whole_64_bit_range(value: Any) -> None:
-    assert column("int").convert(value) == int(value)
+    assert column("int").converter(value) == int(value)
 
 
 @pytest.mark.parametrize("value", [-(2**63) - 1, str(2**63), str(-(2**63) - 1)])
 def test_int_rejects_one_beyond_the_64_bit_range(value: Any) -> None:
     with pytest.raises(ConversionFailure, match="64-bit range"):
-        column("int").convert(value)
+        column("int").converter(value)
 
 
 @pytest.mark.parametrize(
@@ -61,18 +61,18 @@ def test_a_float_of_2_to_the_64_may_have_lost_its_digits_and_is_an_error(
     column_type: str, reason: str
 ) -> None:
     with pytest.raises(ConversionFailure, match=reason):
-        column(column_type).convert(2.0**64)
+        column(column_type).converter(2.0**64)
 
 
 def test_a_float_of_minus_2_to_the_63_may_be_an_integer_below_the_range_and_is_an_error_for_int() -> None:
     """orjson reads -2**63 - 1 as the float -2**63: read as in range, it would load the wrong number."""
     with pytest.raises(ConversionFailure, match="out of the 64-bit range"):
-        column("int").convert(-(2.0**63))
+        column("int").converter(-(2.0**63))
 
 
 @pytest.mark.parametrize(("value", "expected"), [(1, 1.0), (72.5, 72.5), ("72.5", 72.5), (" -1e3 ", -1000.0)])
 def test_float_accepts_numbers_and_numeric_strings(value: Any, expected: float) -> None:
-    converted = column("float").convert(value)
+    converted = column("float").converter(value)
     assert converted == expected
     assert type(converted) is float
 
@@ -80,7 +80,7 @@ def test_float_accepts_numbers_and_numeric_strings(value: Any, expected: float) 
 @pytest.mark.parametrize("value", ["nan", "inf", "Infinity", float("inf"), "1e999", "72,5", False])
 def test_float_rejects_non_finite_and_non_numeric_values(value: Any) -> None:
     with pytest.raises(ConversionFailure):
-        column("float").convert(value)
+        column("float").converter(value)
 
 
 @pytest.mark.parametrize(
@@ -97,13 +97,13 @@ def test_float_rejects_non_finite_and_non_numeric_values(value: Any) -> None:
     ],
 )
 def test_bool_accepts_booleans_zero_one_and_words(value: Any, expected: bool) -> None:
-    assert column("bool").convert(value) is expected
+    assert column("bool").converter(value) is expected
 
 
 @pytest.mark.parametrize("value", [2, 1.0, "y", "on", "да"])
 def test_bool_rejects_other_numbers_and_words(value: Any) -> None:
     with pytest.raises(ConversionFailure):
-        column("bool").convert(value)
+        column("bool").converter(value)
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,7 @@ def test_bool_rejects_other_numbers_and_words(value: Any) -> None:
     ],
 )
 def test_date_accepts_iso_and_dotted_day_first(value: str, expected: date) -> None:
-    assert column("date").convert(value) == expected
+    assert column("date").converter(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_date_accepts_iso_and_dotted_day_first(value: str, expected: date) -> No
 )
 def test_date_rejects_other_formats_and_impossible_dates(value: Any) -> None:
     with pytest.raises(ConversionFailure):
-        column("date").convert(value)
+        column("date").converter(value)
 
 
 @pytest.mark.parametrize(
@@ -136,13 +136,13 @@ def test_date_rejects_other_formats_and_impossible_dates(value: Any) -> None:
     ],
 )
 def test_datetime_accepts_iso_and_amplitude_format_as_utc(value: str, expected: datetime) -> None:
-    converted = column("datetime").convert(value)
+    converted = column("datetime").converter(value)
     assert converted == expected
     assert converted.utcoffset() == timedelta(0)
 
 
 def test_datetime_keeps_the_instant_of_an_offset_value() -> None:
-    converted = column("datetime").convert("2024-01-08T00:30:00-05:00")
+    converted = column("datetime").converter("2024-01-08T00:30:00-05:00")
     assert converted == datetime(2024, 1, 8, 0, 30, tzinfo=timezone(timedelta(hours=-5)))
     assert converted.tzinfo is UTC
 
@@ -150,21 +150,21 @@ def test_datetime_keeps_the_instant_of_an_offset_value() -> None:
 @pytest.mark.parametrize("value", ["08.01.2024 12:00", "yesterday", 1704700000])
 def test_datetime_rejects_non_iso_text_and_numbers(value: Any) -> None:
     with pytest.raises(ConversionFailure):
-        column("datetime").convert(value)
+        column("datetime").converter(value)
 
 
 @pytest.mark.parametrize("column_type", ["str", "int", "float", "bool", "date", "datetime"])
 def test_json_null_is_null_for_every_type(column_type: str) -> None:
-    assert column(column_type).convert(None) is None
+    assert column(column_type).converter(None) is None
 
 
 @pytest.mark.parametrize("column_type", ["int", "float", "bool", "date", "datetime"])
 def test_empty_string_is_null_for_every_type_but_str(column_type: str) -> None:
-    assert column(column_type).convert("") is None
+    assert column(column_type).converter("") is None
 
 
 def test_empty_string_stays_empty_for_str() -> None:
-    assert column("str").convert("") == ""
+    assert column("str").converter("") == ""
 
 
 @pytest.mark.parametrize(
@@ -172,79 +172,79 @@ def test_empty_string_stays_empty_for_str() -> None:
 )
 def test_null_and_empty_string_are_null_before_regex_and_value_map(options: dict[str, Any]) -> None:
     age = column("int", **options)
-    assert (age.convert(None), age.convert("")) == (None, None)
+    assert (age.converter(None), age.converter("")) == (None, None)
 
 
 def test_empty_string_stays_empty_for_str_with_a_value_map() -> None:
-    assert column("str", value_map={"м": "male"}).convert("") == ""
+    assert column("str", value_map={"м": "male"}).converter("") == ""
 
 
 @pytest.mark.parametrize("column_type", ["str", "int", "float", "bool", "date", "datetime"])
 @pytest.mark.parametrize("value", [["a"], {"a": 1}])
 def test_lists_and_objects_are_an_error_for_every_type(column_type: str, value: Any) -> None:
     with pytest.raises(ConversionFailure, match=r"JSON (array|object)"):
-        column(column_type).convert(value)
+        column(column_type).converter(value)
 
 
 def test_lists_are_an_error_even_with_regex_and_value_map() -> None:
     with pytest.raises(ConversionFailure, match="JSON array"):
-        column("str", regex=".*", value_map={"a": "b"}).convert(["a"])
+        column("str", regex=".*", value_map={"a": "b"}).converter(["a"])
 
 
 def test_str_rejects_nul_characters_postgres_cannot_store() -> None:
     with pytest.raises(ConversionFailure, match="NUL"):
-        column("str").convert("a\x00b")
+        column("str").converter("a\x00b")
 
 
 def test_regex_with_a_group_keeps_the_first_group() -> None:
-    assert column("int", regex=r"^\s*(\d+)").convert("38 лет") == 38
+    assert column("int", regex=r"^\s*(\d+)").converter("38 лет") == 38
 
 
 def test_regex_without_a_group_keeps_the_whole_match() -> None:
-    assert column("str", regex=r"\d+\.\d+").convert("v5.2-beta") == "5.2"
+    assert column("str", regex=r"\d+\.\d+").converter("v5.2-beta") == "5.2"
 
 
 def test_regex_searches_the_json_text_of_numbers_and_booleans() -> None:
-    assert column("str", regex=r"^(\d+)\.").convert(72.5) == "72"
-    assert column("str", regex=r"^t").convert(True) == "t"
+    assert column("str", regex=r"^(\d+)\.").converter(72.5) == "72"
+    assert column("str", regex=r"^t").converter(True) == "t"
 
 
 def test_regex_without_a_match_is_an_error() -> None:
     with pytest.raises(ConversionFailure, match="does not match regex"):
-        column("int", regex=r"^\s*(\d+)").convert("unknown")
+        column("int", regex=r"^\s*(\d+)").converter("unknown")
 
 
 def test_regex_optional_group_that_did_not_take_part_gives_null() -> None:
-    assert column("int", regex=r"^(\d+)?").convert("abc") is None
+    assert column("int", regex=r"^(\d+)?").converter("abc") is None
 
 
 def test_value_map_hit_replaces_the_value() -> None:
     gender = column("str", value_map={"м": "male", "ж": "female"})
-    assert gender.convert("ж") == "female"
-    assert gender.convert("м") == "male"
+    assert gender.converter("ж") == "female"
+    assert gender.converter("м") == "male"
 
 
 def test_value_map_miss_passes_the_value_through() -> None:
-    assert column("str", value_map={"м": "male"}).convert("other") == "other"
+    assert column("str", value_map={"м": "male"}).converter("other") == "other"
 
 
 def test_value_map_is_an_exact_match() -> None:
-    assert column("str", value_map={"м": "male"}).convert("М") == "М"
+    assert column("str", value_map={"м": "male"}).converter("М") == "М"
 
 
 def test_value_map_matches_the_json_text_of_booleans() -> None:
-    assert column("str", value_map={"true": "premium"}).convert(True) == "premium"
+    assert column("str", value_map={"true": "premium"}).converter(True) == "premium"
 
 
 def test_value_map_target_goes_through_the_cast() -> None:
-    assert column("bool", value_map={"premium": "yes", "free": 0}).convert("premium") is True
-    assert column("bool", value_map={"premium": "yes", "free": 0}).convert("free") is False
+    assert column("bool", value_map={"premium": "yes", "free": 0}).converter("premium") is True
+    assert column("bool", value_map={"premium": "yes", "free": 0}).converter("free") is False
 
 
 def test_value_map_applies_to_the_regex_output() -> None:
     level = column("int", regex=r"level-(\w+)", value_map={"max": 99})
-    assert level.convert("level-max") == 99
-    assert level.convert("level-7") == 7
+    assert level.converter("level-max") == 99
+    assert level.converter("level-7") == 7
 
 
 def _fresh_copy(text: str) -> str:

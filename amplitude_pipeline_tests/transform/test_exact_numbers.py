@@ -19,8 +19,7 @@ from amplitude_pipeline.transform.records import (
     ValueConversionError,
     transform_single_record,
 )
-
-from .conftest import SMALL_MAPPING, make_event
+from amplitude_pipeline_tests.transform.support import SMALL_MAPPING, make_event
 
 TWO_TO_THE_SEVENTY = "1180591620717411303424"
 FOUR_HUNDRED_DIGITS = "1" + "0" * 399  # beyond a double: orjson refuses the line for its size

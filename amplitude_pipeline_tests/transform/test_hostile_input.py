@@ -21,8 +21,7 @@ from amplitude_pipeline.transform.records import (
     transform_single_record,
     transform_user_properties,
 )
-
-from .conftest import make_event
+from amplitude_pipeline_tests.transform.support import make_event
 
 MESSAGE_BOUND = 600
 TWO_TO_THE_SEVENTY = orjson.loads(b"1180591620717411303424")

@@ -258,8 +258,8 @@ def test_value_map_numeric_keys_match_as_their_text(tmp_path: Path) -> None:
           tier: {type: str, value_map: {1: basic, 2: pro}}
         """,
     )
-    assert mappings.changeable[0].convert(2) == "pro"
-    assert mappings.changeable[0].convert("1") == "basic"
+    assert mappings.changeable[0].converter(2) == "pro"
+    assert mappings.changeable[0].converter("1") == "basic"
 
 
 def test_yaml_merge_keys_share_options_between_columns(tmp_path: Path) -> None:
@@ -273,7 +273,7 @@ def test_yaml_merge_keys_share_options_between_columns(tmp_path: Path) -> None:
         """,
     )
     (_, height) = mappings.changeable
-    assert (height.source, height.type, height.convert("180 cm")) == ("height", "int", 180)
+    assert (height.source, height.type, height.converter("180 cm")) == ("height", "int", 180)
 
 
 def test_value_map_targets_yaml_reads_as_dates_and_datetimes_are_cast(tmp_path: Path) -> None:
@@ -287,8 +287,8 @@ def test_value_map_targets_yaml_reads_as_dates_and_datetimes_are_cast(tmp_path: 
         """,
     )
     birth_date, registered_at = mappings.permanent
-    assert birth_date.convert("unknown") == date(1900, 1, 1)
-    assert registered_at.convert("legacy") == datetime(2020, 1, 1, tzinfo=UTC)
+    assert birth_date.converter("unknown") == date(1900, 1, 1)
+    assert registered_at.converter("legacy") == datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def test_a_file_that_is_not_utf8_is_rejected_naming_the_byte(tmp_path: Path) -> None:

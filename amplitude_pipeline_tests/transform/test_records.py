@@ -24,8 +24,8 @@ from amplitude_pipeline.transform.records import (
     transform_single_record,
     transform_user_properties,
 )
+from amplitude_pipeline_tests.transform.support import make_event
 
-from .conftest import make_event
 from .test_mapping_file import DEFAULT_MAPPING_FILE
 
 # Zone-less datetimes and strings are UTC: checked under a local zone that is not UTC, where

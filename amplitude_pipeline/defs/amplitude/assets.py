@@ -8,14 +8,15 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    ResourceParam,
     RetryPolicy,
     asset,
 )
 
 from amplitude_pipeline.amplitude.client import AmplitudeExportError
 from amplitude_pipeline.amplitude.export import export_to_object, week_range
-from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
 from amplitude_pipeline.defs.partitions import weekly_partitions
+from amplitude_pipeline.defs.resources import AmplitudeExportResource
 from amplitude_pipeline.storage.s3 import RawEventStore
 
 # For what the client's and botocore's own retries (about a minute, longer when the server asks)
@@ -38,7 +39,9 @@ AMPLITUDE_EVENTS_RETRY_POLICY = RetryPolicy(max_retries=2, delay=300, backoff=Ba
     ),
 )
 def amplitude_events(
-    context: AssetExecutionContext, amplitude: AmplitudeExportResource, raw_event_store: RawEventStore
+    context: AssetExecutionContext,
+    amplitude: AmplitudeExportResource,
+    raw_event_store: ResourceParam[RawEventStore],
 ) -> MaterializeResult:
     week = context.partition_key
     key = raw_event_store.week_key(week)

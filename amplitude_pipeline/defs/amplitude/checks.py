@@ -10,14 +10,15 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     MetadataValue,
+    ResourceParam,
     asset_check,
 )
 
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.partitions import weekly_partitions
-from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline.transform.audit import AuditReport, audit_user_properties
+from amplitude_pipeline.transform.mapping import FieldMappings
 
 
 @asset_check(
@@ -32,12 +33,14 @@ from amplitude_pipeline.transform.audit import AuditReport, audit_user_propertie
     ),
 )
 def user_properties_keys_known(
-    context: AssetCheckExecutionContext, raw_event_store: RawEventStore, field_mappings: FieldMappingsFile
+    context: AssetCheckExecutionContext,
+    raw_event_store: ResourceParam[RawEventStore],
+    field_mappings: ResourceParam[FieldMappings],
 ) -> AssetCheckResult:
     week = context.partition_key
     key = raw_event_store.week_key(week)
     with raw_event_store.open_lines(key) as (stored, lines):
-        report = audit_user_properties(lines, field_mappings.mappings)
+        report = audit_user_properties(lines, field_mappings)
     return AssetCheckResult(
         passed=report.passed,
         severity=AssetCheckSeverity.ERROR,

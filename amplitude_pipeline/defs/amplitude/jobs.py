@@ -13,6 +13,7 @@ from dagster import (
     OpExecutionContext,
     Out,
     Output,
+    ResourceParam,
     TableColumn,
     TableRecord,
     TableSchema,
@@ -22,16 +23,17 @@ from dagster import (
 )
 from pydantic import Field
 
-from amplitude_pipeline.amplitude.client import AmplitudeExportError
 from amplitude_pipeline.amplitude.export import (
     DAY_COMPLETE_AT_UTC,
+    ExportedPiece,
     ExportRangeError,
-    export_to_object,
+    RangeExportError,
+    export_range,
     last_finished_week,
     parse_export_range,
 )
-from amplitude_pipeline.amplitude.resource import AmplitudeExportResource
-from amplitude_pipeline.settings import SETTINGS
+from amplitude_pipeline.defs.resources import AmplitudeExportResource
+from amplitude_pipeline.defs.settings import SETTINGS
 from amplitude_pipeline.storage.s3 import RawEventStore
 
 export_amplitude_events = define_asset_job(
@@ -95,7 +97,7 @@ def export_amplitude_range_op(
     context: OpExecutionContext,
     config: ExportAmplitudeRangeConfig,
     amplitude: AmplitudeExportResource,
-    raw_event_store: RawEventStore,
+    raw_event_store: ResourceParam[RawEventStore],
 ) -> Output[list[dict[str, Any]]]:
     started = time.monotonic()
     try:
@@ -104,52 +106,24 @@ def export_amplitude_range_op(
         )
     except ExportRangeError as error:
         raise Failure(description=str(error)) from None  # the message says it all; no trace
-    pieces = request.pieces()
     directory_uri = raw_event_store.uri(f"{request.directory}/")
     context.log.info(
-        f"exporting {request.first_day}..{request.last_day} into {len(pieces)} object(s) under "
+        f"exporting {request.first_day}..{request.last_day} into {len(request.pieces())} object(s) under "
         f"{directory_uri} (objects already there are replaced)"
     )
-    client = amplitude.get_client(log=context.log)
-    written: list[dict[str, Any]] = []
-    for number, piece in enumerate(pieces, start=1):
-        key = request.key(piece)
-        try:
-            exported = export_to_object(client, raw_event_store, piece, key)
-        except AmplitudeExportError as error:
-            raise Failure(
-                description=(
-                    f"{piece} failed and nothing was written to {key}; the {len(written)} earlier "
-                    "object(s) are complete. Rerun the job (every piece is exported again) or a range "
-                    f"starting {piece.first_day}. {error}"
-                ),
-                metadata={
-                    "first_day": str(piece.first_day),
-                    "last_day": str(piece.last_day),
-                    "s3_key": key,
-                    "objects_written": MetadataValue.json([row["s3_key"] for row in written]),
-                },
-            ) from error
-        export, stored = exported.export, exported.stored
-        written.append(
-            {
-                "s3_key": key,
-                "s3_uri": raw_event_store.uri(key),
-                "first_day": str(piece.first_day),
-                "last_day": str(piece.last_day),
-                "events": export.events,
-                "bytes": stored.size,
-                "empty_days": export.empty_days,
-                "etag": stored.etag,
-                "api_requests": export.requests,
-                "duration_seconds": exported.duration_seconds,
-            }
-        )
-        context.log.info(
-            f"{number}/{len(pieces)} {piece}: {export.events} events, {stored.size} bytes, "
-            f"empty days: {', '.join(export.empty_days) or 'none'} -> {raw_event_store.uri(key)} "
-            f"({exported.duration_seconds:.1f} s)"
-        )
+    try:
+        pieces = export_range(amplitude.get_client(log=context.log), raw_event_store, request, context.log)
+    except RangeExportError as error:
+        raise Failure(
+            description=str(error),
+            metadata={
+                "first_day": str(error.piece.first_day),
+                "last_day": str(error.piece.last_day),
+                "s3_key": error.key,
+                "objects_written": MetadataValue.json([done.key for done in error.written]),
+            },
+        ) from error
+    written = [_row(done, raw_event_store.uri(done.key)) for done in pieces]
     return Output(
         written,
         metadata={
@@ -165,6 +139,22 @@ def export_amplitude_range_op(
             "duration_seconds": MetadataValue.float(round(time.monotonic() - started, 3)),
         },
     )
+
+
+def _row(done: ExportedPiece, uri: str) -> dict[str, Any]:
+    export, stored = done.exported.export, done.exported.stored
+    return {
+        "s3_key": done.key,
+        "s3_uri": uri,
+        "first_day": str(done.piece.first_day),
+        "last_day": str(done.piece.last_day),
+        "events": export.events,
+        "bytes": stored.size,
+        "empty_days": export.empty_days,
+        "etag": stored.etag,
+        "api_requests": export.requests,
+        "duration_seconds": done.exported.duration_seconds,
+    }
 
 
 def _table_record(row: dict[str, Any]) -> TableRecord:

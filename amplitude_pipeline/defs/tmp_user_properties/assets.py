@@ -4,7 +4,7 @@ Observed after every migration (``migrate_tmp_user_properties``) and every 15 mi
 (``tmp_user_properties_observation_sensor``), so that the catalog shows its backlog.
 """
 
-from dagster import AssetObservation, MetadataValue, ObserveResult, observable_source_asset
+from dagster import AssetObservation, MetadataValue, ObserveResult, ResourceParam, observable_source_asset
 
 from amplitude_pipeline.storage.dwh import TMP_TABLE, DWHRepository
 
@@ -15,7 +15,7 @@ from amplitude_pipeline.storage.dwh import TMP_TABLE, DWHRepository
     tags={"dagster/kind/postgres": ""},
     description="User properties written by other systems; rows wait here until migrated.",
 )
-def tmp_user_properties(dwh: DWHRepository) -> ObserveResult:
+def tmp_user_properties(dwh: ResourceParam[DWHRepository]) -> ObserveResult:
     return ObserveResult(metadata=backlog_metadata(dwh))
 
 

@@ -9,6 +9,7 @@ from dagster import (
     Config,
     MetadataValue,
     OpExecutionContext,
+    ResourceParam,
     job,
     op,
 )
@@ -16,13 +17,14 @@ from pydantic import Field
 
 from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import migration_metadata, tables_metadata
-from amplitude_pipeline.defs.metrics import MetricsPusher
+from amplitude_pipeline.defs.metrics import recording
+from amplitude_pipeline.defs.resources import MetricsPusher
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL, DWH_LOAD_TAGS
 from amplitude_pipeline.defs.tmp_user_properties.assets import tmp_user_properties_observation
 from amplitude_pipeline.defs.user_properties.checks import CheckedLoad, check_evaluations_after_load
 from amplitude_pipeline.load import tmp_table
+from amplitude_pipeline.load.metrics import tmp_table_labels
 from amplitude_pipeline.load.tmp_table import DEFAULT_PAGE_SIZE, MigrationResult, TmpRowMigrationError
-from amplitude_pipeline.metrics import tmp_table_labels
 from amplitude_pipeline.storage.dwh import TMP_TABLE, DWHRepository
 
 
@@ -32,19 +34,22 @@ class MigrationConfig(Config):
 
 @op(out={}, pool=DWH_LOAD_POOL)
 def migrate_tmp_user_properties_pages(
-    context: OpExecutionContext, config: MigrationConfig, dwh: DWHRepository, metrics_pusher: MetricsPusher
+    context: OpExecutionContext,
+    config: MigrationConfig,
+    dwh: ResourceParam[DWHRepository],
+    metrics_pusher: MetricsPusher,
 ) -> Iterator[AssetMaterialization | AssetObservation | AssetCheckEvaluation]:
-    with metrics_pusher.recording(context.log, tmp_table_labels(dwh.db_schema)) as recording:
+    with recording(metrics_pusher, context.log, tmp_table_labels(dwh.db_schema)) as load:
         dwh.ensure_schema()
         try:
             result = tmp_table.migrate_tmp_user_properties(dwh, page_size=config.page_size, log=context.log)
         except TmpRowMigrationError as error:
             # Yielded rather than context.log_event(): Dagster drops logged events when the op
             # raises, and the pages committed before the bad row must still be recorded.
-            yield from _materializations(dwh, error.result, recording.finish(error.result, error))
+            yield from _materializations(dwh, error.result, load.finish(error.result, error))
             yield from _after_migration(context, dwh)
             raise stopped_load(context, error) from error
-        yield from _materializations(dwh, result, recording.finish(result))
+        yield from _materializations(dwh, result, load.finish(result))
     yield from _after_migration(context, dwh)
 
 

@@ -1,6 +1,7 @@
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
+    ResourceParam,
     RunRequest,
     RunsFilter,
     SensorEvaluationContext,
@@ -30,7 +31,7 @@ _UNFINISHED_RUN_STATUSES = [
     "(an alternative to the hourly schedule).",
 )
 def tmp_user_properties_backlog_sensor(
-    context: SensorEvaluationContext, dwh: DWHRepository
+    context: SensorEvaluationContext, dwh: ResourceParam[DWHRepository]
 ) -> RunRequest | SkipReason:
     running = context.instance.get_run_records(
         RunsFilter(job_name=MIGRATION_JOB, statuses=_UNFINISHED_RUN_STATUSES), limit=1
@@ -52,6 +53,6 @@ def tmp_user_properties_backlog_sensor(
     "show in the catalog whether or not migrations run. Reads only; starts no run.",
 )
 def tmp_user_properties_observation_sensor(
-    context: SensorEvaluationContext, dwh: DWHRepository
+    context: SensorEvaluationContext, dwh: ResourceParam[DWHRepository]
 ) -> SensorResult:
     return SensorResult(asset_events=[tmp_user_properties_observation(dwh)])

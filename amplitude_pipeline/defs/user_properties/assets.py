@@ -9,6 +9,7 @@ from dagster import (
     Config,
     Failure,
     MaterializeResult,
+    ResourceParam,
     TimeWindowPartitionMapping,
     multi_asset,
 )
@@ -16,8 +17,9 @@ from pydantic import Field
 
 from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import file_load_metadata, tables_metadata
-from amplitude_pipeline.defs.metrics import MetricsPusher, s3_file_recording
+from amplitude_pipeline.defs.metrics import s3_file_recording
 from amplitude_pipeline.defs.partitions import weekly_partitions
+from amplitude_pipeline.defs.resources import MetricsPusher
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL
 from amplitude_pipeline.load.event_files import (
     DEFAULT_BATCH_SIZE,
@@ -78,8 +80,8 @@ def _week_deps(table: str) -> list[AssetDep]:
 def user_properties_tables(
     context: AssetExecutionContext,
     config: UserPropertiesLoadConfig,
-    dwh: DWHRepository,
-    raw_event_store: RawEventStore,
+    dwh: ResourceParam[DWHRepository],
+    raw_event_store: ResourceParam[RawEventStore],
     metrics_pusher: MetricsPusher,
 ) -> Iterator[MaterializeResult]:
     key = raw_event_store.week_key(context.partition_key)

@@ -28,6 +28,7 @@ from dagster import (
     EventLogRecord,
     IntMetadataValue,
     MetadataValue,
+    ResourceParam,
     multi_asset_check,
 )
 from sqlalchemy import ColumnElement, Connection, Interval, Table, and_, func, inspect, literal, select
@@ -91,7 +92,7 @@ class CheckedLoad:
     description="identity_unique, event_time_not_in_future and row_count_never_shrinks of both tables.",
 )
 def user_properties_tables_checks(
-    context: AssetCheckExecutionContext, dwh: DWHRepository
+    context: AssetCheckExecutionContext, dwh: ResourceParam[DWHRepository]
 ) -> Iterator[AssetCheckResult]:
     week = context.partition_key
     latest_load = context.instance.fetch_materializations(

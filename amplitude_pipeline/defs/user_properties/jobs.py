@@ -15,6 +15,7 @@ from dagster import (
     Config,
     Failure,
     OpExecutionContext,
+    ResourceParam,
     graph,
     op,
 )
@@ -22,7 +23,8 @@ from pydantic import Field
 
 from amplitude_pipeline.defs.failures import stopped_load
 from amplitude_pipeline.defs.metadata import file_load_metadata, tables_metadata
-from amplitude_pipeline.defs.metrics import MetricsPusher, s3_file_recording
+from amplitude_pipeline.defs.metrics import s3_file_recording
+from amplitude_pipeline.defs.resources import MetricsPusher
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL, DWH_LOAD_TAGS
 from amplitude_pipeline.defs.user_properties.checks import CheckedLoad, check_evaluations_after_load
 from amplitude_pipeline.load.event_files import (
@@ -67,8 +69,8 @@ class LoadS3EventFilesConfig(Config):
 def load_s3_event_files_op(
     context: OpExecutionContext,
     config: LoadS3EventFilesConfig,
-    dwh: DWHRepository,
-    raw_event_store: RawEventStore,
+    dwh: ResourceParam[DWHRepository],
+    raw_event_store: ResourceParam[RawEventStore],
     metrics_pusher: MetricsPusher,
 ) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
     """Load the listed files one after another; report each as it is done.

@@ -21,6 +21,7 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
+    ResourceParam,
     RunConfig,
     RunRequest,
     RunsFilter,
@@ -30,6 +31,7 @@ from dagster import (
     sensor,
 )
 
+from amplitude_pipeline.defs.settings import SETTINGS
 from amplitude_pipeline.defs.tags import DWH_LOAD_TAGS
 from amplitude_pipeline.defs.user_properties.jobs import (
     LoadS3EventFilesConfig,
@@ -45,7 +47,6 @@ from amplitude_pipeline.load.s3_discovery import (
     finished_checkpoint_etags,
     normalize_prefixes,
 )
-from amplitude_pipeline.settings import SETTINGS
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 
@@ -84,7 +85,9 @@ def build_s3_new_objects_sensor(
         ),
     )
     def s3_new_objects_sensor(
-        context: SensorEvaluationContext, raw_event_store: RawEventStore, dwh: DWHRepository
+        context: SensorEvaluationContext,
+        raw_event_store: ResourceParam[RawEventStore],
+        dwh: ResourceParam[DWHRepository],
     ) -> SensorResult:
         def finished(keys: Collection[str]) -> dict[str, str]:
             return finished_checkpoint_etags(dwh, keys)

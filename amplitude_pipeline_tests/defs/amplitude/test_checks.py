@@ -1,6 +1,5 @@
 """``user_properties_keys_known``: the blocking audit of a week's object (CONTRACT §5, §7)."""
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,11 +20,9 @@ from amplitude_pipeline.defs.user_properties.assets import user_properties_table
 from amplitude_pipeline.storage.dwh import PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import (
-    NO_METRICS,
     SMALL_WEEK,
     WEEK,
     amplitude_resource,
-    dwh_repository,
     mappings_without,
     materializations,
     simulator,
@@ -33,6 +30,7 @@ from amplitude_pipeline_tests.defs.support import (
     values,
 )
 from amplitude_pipeline_tests.load.events import event, upload_events
+from amplitude_pipeline_tests.support import NewDWH, pipeline_resources
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +46,7 @@ def run_check_only(
             "amplitude": unused_amplitude_resource(),
             "raw_event_store": store,
             "dwh": dwh,
-            "field_mappings": dwh.field_mappings,
+            "field_mappings": dwh.mappings,
         },
     )
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
@@ -130,19 +128,16 @@ def test_the_check_passes_on_a_clean_week(raw_event_store, dwh):
 
 
 def test_each_week_keeps_its_own_result_and_a_fixed_week_turns_green(
-    raw_event_store, new_dwh_schema: Callable[[], str], tmp_path: Path
+    raw_event_store, new_dwh: NewDWH, tmp_path: Path
 ):
     older, newer = "2024-01-01", WEEK
     for week in (older, newer):
         upload_events(raw_event_store, f"{week}.jsonl.gz", [event(f"{week} 09:00:00", ehr_id="E1")])
-    schema = new_dwh_schema()
     # The events carry `city`; a mapping without it fails whichever week it judges.
     without_city = mappings_without(tmp_path / "field_mappings.yaml", "  city: {type: str}")
-    with (
-        instance_for_test() as instance,
-        dwh_repository(schema, without_city) as broken,
-        dwh_repository(schema) as fixed,
-    ):
+    broken = new_dwh(without_city, create=False)
+    fixed = new_dwh(schema=broken.db_schema, create=False)
+    with instance_for_test() as instance:
         run_check_only(raw_event_store, broken, older, instance)
         run_check_only(raw_event_store, fixed, newer, instance)
         # The newer week passing does not hide the older week's failure.
@@ -165,21 +160,15 @@ def test_each_week_keeps_its_own_result_and_a_fixed_week_turns_green(
 
 
 def test_a_failing_check_blocks_the_table_assets_of_the_same_run(
-    raw_event_store, new_dwh_schema: Callable[[], str], tmp_path: Path
+    raw_event_store, new_dwh: NewDWH, tmp_path: Path
 ):
     # The simulator's events carry `city`; a mapping without it makes the week fail the audit.
-    mappings = mappings_without(tmp_path / "field_mappings.yaml", "  city: {type: str}")
-    with simulator(SMALL_WEEK) as sim, dwh_repository(new_dwh_schema(), mappings) as dwh:
+    dwh = new_dwh(mappings_without(tmp_path / "field_mappings.yaml", "  city: {type: str}"), create=False)
+    with simulator(SMALL_WEEK) as sim:
         result = materialize(
             [amplitude_events, user_properties_tables, user_properties_keys_known],
             partition_key=WEEK,
-            resources={
-                "amplitude": amplitude_resource(sim),
-                "raw_event_store": raw_event_store,
-                "dwh": dwh,
-                "field_mappings": dwh.field_mappings,
-                "metrics_pusher": NO_METRICS,
-            },
+            resources=pipeline_resources(store=raw_event_store, dwh=dwh, amplitude=amplitude_resource(sim)),
             raise_on_error=False,
         )
 

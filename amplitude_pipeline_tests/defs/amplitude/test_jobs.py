@@ -16,10 +16,9 @@ from dagster import (
     instance_for_test,
     materialize,
 )
-from dagster_aws.s3 import S3Resource
 
 from amplitude_pipeline.amplitude.export import latest_exportable_day
-from amplitude_pipeline.definitions import defs
+from amplitude_pipeline.definitions import defs as load_code_location
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.amplitude.jobs import (
     ExportAmplitudeRangeConfig,
@@ -27,7 +26,7 @@ from amplitude_pipeline.defs.amplitude.jobs import (
     export_amplitude_range,
     export_amplitude_range_op,
 )
-from amplitude_pipeline.storage.s3 import RawEventStore
+from amplitude_pipeline.storage.s3 import RawEventStore, s3_client
 from amplitude_pipeline_tests.defs.support import (
     SIM_API_KEY,
     SIM_SECRET_KEY,
@@ -43,6 +42,8 @@ from amplitude_pipeline_tests.defs.support import (
     values,
 )
 from amplitude_simulator import Fault, SimulatorConfig, SimulatorServer, expected_lines, expected_week_lines
+
+defs = load_code_location()
 
 OP = "export_amplitude_range"
 WEDNESDAY = date(2024, 1, 10)
@@ -73,11 +74,11 @@ def run_range(
 
 def unused_store() -> RawEventStore:
     """For runs refused before they touch S3."""
-    return RawEventStore(bucket="unused", s3=S3Resource(endpoint_url="http://127.0.0.1:9"))
+    return RawEventStore("unused", client=s3_client("http://127.0.0.1:9"))
 
 
 def keys_under(store: RawEventStore, directory: str) -> list[str]:
-    listing = store.s3.get_client().list_objects_v2(Bucket=store.bucket, Prefix=f"{directory}/")
+    listing = store.client.list_objects_v2(Bucket=store.bucket, Prefix=f"{directory}/")
     return sorted(item["Key"] for item in listing.get("Contents", []))
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 
-from amplitude_pipeline.defs.metrics import MetricsPusher
+from amplitude_pipeline.defs.resources import MetricsPusher
 from amplitude_pipeline.defs.tmp_user_properties.jobs import migrate_tmp_user_properties
 from amplitude_pipeline.defs.tmp_user_properties.sensors import MIGRATION_JOB
 from amplitude_pipeline.storage.dwh import DWHRepository

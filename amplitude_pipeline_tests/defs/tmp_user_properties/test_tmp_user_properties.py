@@ -27,7 +27,6 @@ from amplitude_pipeline.defs.tmp_user_properties.sensors import (
 )
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline_tests.defs.support import (
-    dwh_repository,
     failure_metadata,
     materializations,
     values,
@@ -98,15 +97,15 @@ def test_the_sensor_skips_without_unmigrated_rows(dwh, instance):
     assert "no unmigrated rows" in (result.skip_message or "")
 
 
-def test_the_sensor_only_reads_a_schema_without_the_table(new_dwh_schema, instance):
+def test_the_sensor_only_reads_a_schema_without_the_table(new_dwh, instance):
     """Issue 11: sensors and observable sources must only read; no DDL on every tick."""
-    schema = new_dwh_schema()
-    with dwh_repository(schema) as untouched:
-        result = sensor_result(untouched, instance)
-        assert isinstance(result, SkipReason)
-        assert "does not exist yet" in (result.skip_message or "")
-        with untouched.engine.connect() as conn:
-            assert conn.execute(text("SELECT to_regnamespace(:schema)"), {"schema": schema}).scalar() is None
+    untouched = new_dwh(create=False)
+    schema = untouched.db_schema
+    result = sensor_result(untouched, instance)
+    assert isinstance(result, SkipReason)
+    assert "does not exist yet" in (result.skip_message or "")
+    with untouched.engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regnamespace(:schema)"), {"schema": schema}).scalar() is None
 
 
 def test_the_sensor_requests_a_run_when_rows_wait(dwh, instance):

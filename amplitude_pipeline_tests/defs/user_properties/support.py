@@ -4,16 +4,12 @@ import os
 from typing import Any
 
 from dagster import Definitions, definitions, in_process_executor
-from dagster_aws.s3 import S3Resource
 from sqlalchemy import select
 
 from amplitude_pipeline.defs.user_properties.jobs import load_s3_event_files
 from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline.storage.field_mappings import FieldMappingsFile
-from amplitude_pipeline.storage.s3 import RawEventStore
-from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
-from amplitude_pipeline_tests.defs.support import NO_METRICS
 from amplitude_pipeline_tests.load.events import event
+from amplitude_pipeline_tests.support import pipeline_resources, stack_dwh, stack_store
 
 
 def permanent_ehr_ids(dwh: DWHRepository) -> list[str]:
@@ -34,18 +30,10 @@ def load_job_on_the_test_stack() -> Definitions:
     """A code location of ``load_s3_event_files`` over the stack, the bucket prefix and the DWH
     schema named by ``JOB_S3_PREFIX_VARIABLE`` and ``JOB_DWH_SCHEMA_VARIABLE`` (read when it
     loads), for tests that launch runs the way the UI does: from a workspace."""
-    store = RawEventStore(
-        bucket=os.environ["S3_BUCKET"],
-        prefix=os.environ[JOB_S3_PREFIX_VARIABLE],
-        s3=S3Resource(endpoint_url=os.environ["S3_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION")),
-    )
-    dwh = DWHRepository(
-        url=os.environ["DWH_URL"],
-        db_schema=os.environ[JOB_DWH_SCHEMA_VARIABLE],
-        field_mappings=FieldMappingsFile(path=str(DEFAULT_MAPPINGS)),
-    )
+    store = stack_store(os.environ[JOB_S3_PREFIX_VARIABLE])
+    dwh = stack_dwh(os.environ[JOB_DWH_SCHEMA_VARIABLE])
     return Definitions(
         jobs=[load_s3_event_files],
-        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+        resources=pipeline_resources(store=store, dwh=dwh),
         executor=in_process_executor,
     )

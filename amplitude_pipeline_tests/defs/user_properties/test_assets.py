@@ -76,7 +76,7 @@ def test_a_simulator_week_builds_both_tables_and_a_rerun_changes_nothing(raw_eve
                 "amplitude": amplitude_resource(sim),
                 "raw_event_store": raw_event_store,
                 "dwh": dwh,
-                "field_mappings": dwh.field_mappings,
+                "field_mappings": dwh.mappings,
                 "metrics_pusher": NO_METRICS,
             },
         )

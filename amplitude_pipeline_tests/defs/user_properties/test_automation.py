@@ -6,7 +6,7 @@ schedule and backfills run them) and evaluates the sensor tick by tick against t
 running each requested run the way the daemon would (a run key is launched once).
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ from dagster import (
 from dagster._core.events import AssetMaterializationPlannedData
 from dagster._core.test_utils import create_run_for_test
 
-from amplitude_pipeline.definitions import defs as code_location
+from amplitude_pipeline.definitions import defs as load_code_location
 from amplitude_pipeline.defs.amplitude.assets import amplitude_events
 from amplitude_pipeline.defs.amplitude.checks import user_properties_keys_known
 from amplitude_pipeline.defs.tags import DWH_LOAD_TAGS
@@ -40,16 +40,17 @@ from amplitude_pipeline.defs.user_properties.checks import user_properties_table
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import (
-    NO_METRICS,
     SMALL_WEEK,
     amplitude_resource,
-    dwh_repository,
     mappings_without,
     simulator,
     unused_amplitude_resource,
 )
 from amplitude_pipeline_tests.load.support import rows
+from amplitude_pipeline_tests.support import NewDWH, pipeline_resources
 from amplitude_simulator import SimulatorServer
+
+code_location = load_code_location()
 
 TABLE_KEYS = (AssetKey(PERMANENT_TABLE), AssetKey(CHANGEABLE_TABLE))
 WEEKS = ("2024-01-01", "2024-01-08", "2024-01-15")
@@ -110,6 +111,7 @@ class Stack:
     sim: SimulatorServer
     store: RawEventStore
     dwh: DWHRepository
+    new_dwh: NewDWH
 
     def export(
         self, week: str, *, dwh: DWHRepository | None = None, with_tables: bool = False
@@ -177,29 +179,23 @@ class Stack:
         return Automation(self, definitions)
 
     def _resources(self, dwh: DWHRepository | None) -> dict[str, object]:
-        return {
-            "amplitude": amplitude_resource(self.sim),
-            "raw_event_store": self.store,
-            "dwh": dwh or self.dwh,
-            "field_mappings": (dwh or self.dwh).field_mappings,
-            "metrics_pusher": NO_METRICS,
-        }
+        return pipeline_resources(
+            store=self.store, dwh=dwh or self.dwh, amplitude=amplitude_resource(self.sim)
+        )
 
 
 @pytest.fixture
-def stack(raw_event_store: RawEventStore, dwh: DWHRepository) -> Iterator[Stack]:
+def stack(raw_event_store: RawEventStore, dwh: DWHRepository, new_dwh: NewDWH) -> Iterator[Stack]:
     with instance_for_test() as instance, simulator(SMALL_WEEK) as sim:
-        yield Stack(instance, sim, raw_event_store, dwh)
+        yield Stack(instance, sim, raw_event_store, dwh, new_dwh)
 
 
 @contextmanager
 def mapping_without_city(stack: Stack, tmp_path: Path) -> Iterator[DWHRepository]:
-    """A DWH resource whose mapping lacks ``city``, which every simulator event carries: the
-    week's key check fails."""
-    with dwh_repository(
-        stack.dwh.db_schema, mappings_without(tmp_path / "field_mappings.yaml", "  city: {type: str}")
-    ) as dwh:
-        yield dwh
+    """The stack's tables seen through a mapping that lacks ``city``, which every simulator event
+    carries: the week's key check fails, and so does a load."""
+    mappings = mappings_without(tmp_path / "field_mappings.yaml", "  city: {type: str}")
+    yield stack.new_dwh(mappings, schema=stack.dwh.db_schema, create=False)
 
 
 @pytest.mark.integration
@@ -311,9 +307,7 @@ def test_a_new_export_of_a_loaded_week_is_loaded_again(stack: Stack):
 
 
 @pytest.mark.integration
-def test_tables_loaded_by_the_sensor_equal_a_serial_load_in_week_order(
-    stack: Stack, new_dwh_schema: Callable[[], str]
-):
+def test_tables_loaded_by_the_sensor_equal_a_serial_load_in_week_order(stack: Stack):
     automation = stack.automation()
     # A backfill's exports all start, then finish out of order, the sensor ticking in between.
     running = {week: stack.export_in_progress(week) for week in WEEKS}
@@ -324,9 +318,9 @@ def test_tables_loaded_by_the_sensor_equal_a_serial_load_in_week_order(
     while automation.tick():
         pass
 
-    with dwh_repository(new_dwh_schema()) as serial:
-        for week in WEEKS:
-            assert stack.load_tables(week, dwh=serial).success
-        for table in ("permanent", "changeable"):
-            assert rows(stack.dwh, table) == rows(serial, table)
-            assert rows(stack.dwh, table)
+    serial = stack.new_dwh()
+    for week in WEEKS:
+        assert stack.load_tables(week, dwh=serial).success
+    for table in ("permanent", "changeable"):
+        assert rows(stack.dwh, table) == rows(serial, table)
+        assert rows(stack.dwh, table)

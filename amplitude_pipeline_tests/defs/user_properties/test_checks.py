@@ -361,7 +361,7 @@ def test_the_s3_sensors_job_leaves_every_check_evaluated_after_its_load(raw_even
 def test_a_failed_s3_job_still_evaluates_the_checks_over_what_it_loaded(raw_event_store, dwh, instance):
     good = upload_events(raw_event_store, "hourly/a.json.gz", [event("2024-01-15 03:00:00", ehr_id="E9")])
     bad = f"{raw_event_store.prefix}/hourly/b.json.gz"
-    raw_event_store.s3.get_client().put_object(
+    raw_event_store.client.put_object(
         Bucket=raw_event_store.bucket, Key=bad, Body=gzip.compress(b'{"not json\n')
     )
 

@@ -166,7 +166,7 @@ def test_a_file_still_being_loaded_elsewhere_fails_the_run_after_the_others(
 
 def test_a_file_deleted_since_it_was_listed_is_skipped(raw_event_store, dwh, three_files):
     gone, *rest = three_files
-    raw_event_store.s3.get_client().delete_object(Bucket=raw_event_store.bucket, Key=gone)
+    raw_event_store.client.delete_object(Bucket=raw_event_store.bucket, Key=gone)
 
     result = run_files(raw_event_store, dwh, [S3EventFile(key=key) for key in three_files])
 

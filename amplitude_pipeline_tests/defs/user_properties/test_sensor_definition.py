@@ -5,9 +5,11 @@ from datetime import timedelta
 import pytest
 from dagster import DefaultSensorStatus
 
-from amplitude_pipeline.definitions import defs
+from amplitude_pipeline.definitions import defs as load_code_location
+from amplitude_pipeline.defs.settings import SETTINGS, Settings
 from amplitude_pipeline.load.s3_discovery import DiscoveryLimits
-from amplitude_pipeline.settings import SETTINGS, Settings
+
+defs = load_code_location()
 
 
 def test_the_sensor_and_its_job_are_registered_and_the_sensor_ships_stopped():

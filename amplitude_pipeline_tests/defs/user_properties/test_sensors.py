@@ -36,7 +36,7 @@ from amplitude_pipeline.load.event_files import load_event_file
 from amplitude_pipeline.load.s3_discovery import DiscoveryLimits, data_order_key
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import ListingPage, RawEventStore
-from amplitude_pipeline_tests.defs.support import NO_METRICS, dwh_repository
+from amplitude_pipeline_tests.defs.support import NO_METRICS
 from amplitude_pipeline_tests.defs.user_properties.support import (
     JOB_DWH_SCHEMA_VARIABLE,
     JOB_S3_PREFIX_VARIABLE,
@@ -143,7 +143,7 @@ def pages(monkeypatch) -> list[int]:
 
 def put(store: RawEventStore, keys: list[str], body: bytes = gzip.compress(b"{}\n")) -> dict[str, str]:
     """Objects with the given keys, written in parallel; their ETags."""
-    client = store.s3.get_client()
+    client = store.client
 
     def put_one(key: str) -> tuple[str, str]:
         response = client.put_object(Bucket=store.bucket, Key=key, Body=body)
@@ -334,7 +334,7 @@ def amplitude_hourly_export(store: RawEventStore) -> list[tuple[str, list[dict[s
     ids=["one-tick", "many-ticks"],
 )
 def test_hourly_export_files_load_in_the_order_of_their_data(
-    raw_event_store, dwh, new_dwh_schema, pages, instance, limits
+    raw_event_store, dwh, new_dwh, pages, instance, limits
 ):
     files = amplitude_hourly_export(raw_event_store)
     sensor = build_s3_new_objects_sensor([raw_event_store.prefix], limits)
@@ -358,12 +358,11 @@ def test_hourly_export_files_load_in_the_order_of_their_data(
     assert runs >= len(files) / limits.max_files_per_run
     assert [key for key, _ in ticker.requested] == [key for key, _ in files]  # in time order, each once
 
-    with dwh_repository(new_dwh_schema()) as one_by_one:
-        one_by_one.ensure_schema()
-        for key, _ in files:
-            load_event_file(one_by_one, raw_event_store, key)
-        for table in ("permanent", "changeable"):
-            assert rows(dwh, table) == rows(one_by_one, table), table
+    one_by_one = new_dwh()
+    for key, _ in files:
+        load_event_file(one_by_one, raw_event_store, key)
+    for table in ("permanent", "changeable"):
+        assert rows(dwh, table) == rows(one_by_one, table), table
     earliest: dict[str, dict[str, Any]] = {}
     for _, events in files:
         for record in events:

@@ -14,7 +14,7 @@ from amplitude_pipeline.amplitude.client import DEFAULT_EXPORT_URL
 from amplitude_pipeline.load.s3_discovery import DiscoveryLimits, normalize_prefixes
 from amplitude_pipeline.storage.s3 import DEFAULT_PREFIX
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_START_DATE = "2024-01-01"
 
 
