@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
-from dagster import DagsterRun, DagsterRunStatus, RunsFilter
+from dagster import AssetKey, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._core.storage.tags import BACKFILL_ID_TAG, PARTITION_NAME_TAG, SENSOR_NAME_TAG
 
 from amplitude_pipeline.defs.partitions import weekly_partitions
