@@ -19,9 +19,13 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== import layers (lint-imports; contracts in pyproject.toml)"
+.venv/bin/lint-imports --no-cache
 echo "== pytest"
 set -a
 # shellcheck disable=SC1091
 source .local/stack/stack.env
 set +a
+echo "== dg check defs"
+VIRTUAL_ENV="$REPO/.venv" .venv/bin/dg check defs
 .venv/bin/pytest "$@"
