@@ -64,10 +64,12 @@ def test_dg_lists_every_definition_of_the_code_location():
     defs = load_code_location()
     graph = defs.resolve_asset_graph()
     repository = defs.get_repository_def()
-    assert {item["key"] for item in listed["assets"]} == {
+    assert {item["asset_key"] for item in listed["assets"]} == {
         key.to_user_string() for key in graph.get_all_asset_keys()
     }
-    assert len(listed["asset_checks"]) == len(graph.asset_check_keys)
+    assert {item["key"] for item in listed["asset_checks"]} == {
+        key.to_user_string() for key in graph.asset_check_keys
+    }
     assert {item["name"] for item in listed["jobs"]} >= {
         "export_amplitude_events",
         "export_amplitude_range",
