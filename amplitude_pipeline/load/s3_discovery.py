@@ -59,10 +59,8 @@ from itertools import islice
 from typing import Any, Final, Protocol
 
 import orjson
-from sqlalchemy import inspect, select
 
 from amplitude_pipeline.log import Log
-from amplitude_pipeline.storage.dwh import CHECKPOINT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import MAX_LIST_PAGE_SIZE, ListedObject, ListingPage
 
 EVENT_FILE_SUFFIXES: Final = (".json.gz", ".jsonl.gz")
@@ -424,27 +422,6 @@ class FileGroup:
         run key once per sensor, so one group of contents is never loaded twice by it."""
         pairs = "\n".join(sorted(f"{obj.key}\t{obj.etag}" for obj in self.files))
         return f"s3-files-{hashlib.sha256(pairs.encode()).hexdigest()[:32]}"
-
-
-def finished_checkpoint_etags(dwh: DWHRepository, keys: Collection[str]) -> dict[str, str]:
-    """``{file_key: etag}`` of the keys whose checkpoint says loaded to the end. Reads only; a DWH
-    where no load ever ran (no checkpoint table yet) has none."""
-    if not keys:
-        return {}
-    checkpoints = dwh.tables.checkpoints
-    found: dict[str, str] = {}
-    with dwh.engine.connect() as conn:
-        if not inspect(conn).has_table(CHECKPOINT_TABLE, schema=dwh.db_schema):
-            return {}
-        remaining = iter(keys)
-        while chunk := list(islice(remaining, _LOOKUP_CHUNK)):
-            rows = conn.execute(
-                select(checkpoints.c.file_key, checkpoints.c.etag).where(
-                    checkpoints.c.file_key.in_(chunk), checkpoints.c.finished
-                )
-            )
-            found.update({row.file_key: row.etag for row in rows})
-    return found
 
 
 def _isoformat(moment: datetime | None) -> str | None:

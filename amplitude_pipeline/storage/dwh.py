@@ -7,10 +7,11 @@ candidate rows are COPYed into temporary staging tables, then merged with one
 carry CONTRACT §6's rules.
 """
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any, TypeVar
 
 import psycopg
@@ -396,6 +397,26 @@ class DWHRepository:
                 )
         return state
 
+    def finished_checkpoint_etags(self, keys: Collection[str]) -> dict[str, str]:
+        """``{file_key: etag}`` of the keys whose checkpoint says loaded to the end. Reads only; a
+        DWH where no load ever ran (no checkpoint table yet) has none."""
+        if not keys:
+            return {}
+        checkpoints = self.tables.checkpoints
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(CHECKPOINT_TABLE, schema=self.db_schema):
+                return {}
+            remaining = iter(keys)
+            while chunk := list(islice(remaining, _LOOKUP_CHUNK)):
+                rows = conn.execute(
+                    select(checkpoints.c.file_key, checkpoints.c.etag).where(
+                        checkpoints.c.file_key.in_(chunk), checkpoints.c.finished
+                    )
+                )
+                found.update({row.file_key: row.etag for row in rows})
+        return found
+
     @contextmanager
     def file_load_lock(self, file_key: str, wait_seconds: float, log: Log | None = None) -> Iterator[bool]:
         """Whether this process may load ``file_key``: a session advisory lock, held on a
@@ -651,6 +672,7 @@ class DWHRepository:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
+_LOOKUP_CHUNK = 1000  # keys per query: an IN list of bounded size
 _ADVISORY_DDL_LOCK = 0x616D706C  # "ampl"
 _FILE_LOCK_SPACE = 0x66696C65  # "file"
 _MERGE_LOCK = 0x6D657267  # "merg"

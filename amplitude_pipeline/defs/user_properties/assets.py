@@ -6,7 +6,6 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetSpec,
-    Config,
     Failure,
     MaterializeResult,
     ResourceParam,
@@ -15,33 +14,24 @@ from dagster import (
 )
 from pydantic import Field
 
-from amplitude_pipeline.defs.failures import stopped_load
-from amplitude_pipeline.defs.metadata import file_load_metadata, tables_metadata
-from amplitude_pipeline.defs.metrics import s3_file_recording
 from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.defs.resources import MetricsPusher
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL
+from amplitude_pipeline.defs.user_properties.loading import (
+    START_AFTER_DESCRIPTION,
+    FileLoadConfig,
+    load_file_into_tables,
+    prepare_tables,
+)
 from amplitude_pipeline.load.event_files import (
-    DEFAULT_BATCH_SIZE,
-    EventFileLoadError,
     FileLoadInProgressError,
-    load_event_file,
 )
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 
 
-class UserPropertiesLoadConfig(Config):
-    start_after: int | None = Field(
-        default=None,
-        description=(
-            "0-based line after which to start (processing starts at line N+1; -1 = the whole "
-            "file). Unset: resume after the stored checkpoint."
-        ),
-    )
-    batch_size: int = Field(
-        default=DEFAULT_BATCH_SIZE, gt=0, description="Lines per transaction (and checkpoint)."
-    )
+class UserPropertiesLoadConfig(FileLoadConfig):
+    start_after: int | None = Field(default=None, description=START_AFTER_DESCRIPTION)
 
 
 def _week_deps(table: str) -> list[AssetDep]:
@@ -85,30 +75,20 @@ def user_properties_tables(
     metrics_pusher: MetricsPusher,
 ) -> Iterator[MaterializeResult]:
     key = raw_event_store.week_key(context.partition_key)
-    with s3_file_recording(metrics_pusher, context.log, dwh, key) as recording:
-        added_columns = dwh.ensure_schema()
-        if added_columns:
-            context.log.info(f"added mapped columns: {', '.join(added_columns)}")
-        if raw_event_store.stat(key) is None:
-            raise Failure(
-                description=f"{raw_event_store.uri(key)} does not exist: materialize amplitude_events "
-                f"for {context.partition_key} first.",
-                metadata={"file_key": key},
-            )
-        try:
-            result = load_event_file(
-                dwh,
-                raw_event_store,
-                key,
-                start_after=config.start_after,
-                batch_size=config.batch_size,
-                log=context.log,
-            )
-        except EventFileLoadError as error:
-            recording.finish(error.result, error)
-            raise stopped_load(context, error, {"records_loaded_this_run": error.result.records}) from error
-        except FileLoadInProgressError as error:
-            raise Failure(description=str(error), metadata={"file_key": key}, allow_retries=False) from error
-        metrics = recording.finish(result)
-    for table, metadata in tables_metadata(dwh, result, {**file_load_metadata(result), **metrics}).items():
+    prepare_tables(dwh, context.log)
+    try:
+        loaded = load_file_into_tables(
+            context,
+            dwh,
+            raw_event_store,
+            metrics_pusher,
+            key,
+            start_after=config.start_after,
+            batch_size=config.batch_size,
+            if_missing=f"materialize amplitude_events for {context.partition_key} first.",
+        )
+    except FileLoadInProgressError as error:
+        raise Failure(description=str(error), metadata={"file_key": key}, allow_retries=False) from error
+    assert loaded is not None  # a required object is loaded or fails the step
+    for table, metadata in loaded.items():
         yield MaterializeResult(asset_key=table, metadata=metadata)

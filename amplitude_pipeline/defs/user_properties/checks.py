@@ -31,10 +31,11 @@ from dagster import (
     ResourceParam,
     multi_asset_check,
 )
-from sqlalchemy import ColumnElement, Connection, Interval, Table, and_, func, inspect, literal, select
+from sqlalchemy import Table
 
 from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
+from amplitude_pipeline.storage.table_audit import FutureRows, IdentityReport, TableAudit, table_audit
 from amplitude_pipeline.text import short_repr
 
 IDENTITY_UNIQUE = "identity_unique"
@@ -138,130 +139,72 @@ def table_check_results(
         AssetKey(CHANGEABLE_TABLE): dwh.tables.changeable,
     }
     results = []
-    with dwh.engine.connect() as conn:
-        exists = {
-            key: inspect(conn).has_table(table.name, schema=dwh.db_schema) for key, table in tables.items()
-        }
+    with table_audit(dwh) as audit:
+        exists = {key: audit.exists(table) for key, table in tables.items()}
         for check_key in sorted(check_keys, key=lambda key: key.to_user_string()):
             table = tables[check_key.asset_key]
             if not exists[check_key.asset_key]:
                 results.append(_result(check_key, load, False, f"{table.fullname} does not exist", {}))
             elif check_key.name == IDENTITY_UNIQUE:
-                results.append(identity_unique(conn, table, check_key, load))
+                results.append(identity_unique(audit.identities(table, EXAMPLES), check_key, load))
             elif check_key.name == EVENT_TIME_NOT_IN_FUTURE:
-                results.append(event_time_not_in_future(conn, table, check_key, load))
+                future = audit.rows_in_future(table, FUTURE_EVENT_TIME_TOLERANCE, EXAMPLES)
+                results.append(event_time_not_in_future(future, check_key, load))
             else:
-                results.append(row_count_never_shrinks(conn, table, check_key, load, instance, run_id))
+                results.append(row_count_never_shrinks(audit, table, check_key, load, instance, run_id))
     return results
 
 
-def identity_unique(
-    conn: Connection, table: Table, check_key: AssetCheckKey, load: CheckedLoad
-) -> AssetCheckResult:
+def identity_unique(report: IdentityReport, check_key: AssetCheckKey, load: CheckedLoad) -> AssetCheckResult:
     """Identities on more than one row, per identity rule of the table, and rows with none."""
-    ehr_id = table.c.ehr_id
-    rules: list[tuple[str, ColumnElement[Any], ColumnElement[bool]]] = [
-        ("ehr_id", ehr_id, ehr_id.is_not(None))
-    ]
-    without_identity: ColumnElement[bool] = ehr_id.is_(None)
-    if table.name == CHANGEABLE_TABLE:
-        amplitude_id = table.c.amplitude_id
-        rules.append(("amplitude_id", amplitude_id, and_(ehr_id.is_(None), amplitude_id.is_not(None))))
-        without_identity = and_(ehr_id.is_(None), amplitude_id.is_(None))
-
     metadata: dict[str, Any] = {}
     problems: list[str] = []
-    for name, column, rows in rules:
-        duplicated, examples = _duplicates(conn, table, column, rows)
-        metadata[f"duplicated_{name}"] = MetadataValue.int(duplicated)
-        metadata[f"duplicated_{name}_examples"] = MetadataValue.json(examples)
-        if duplicated:
-            problems.append(f"{duplicated} {name} value(s) on more than one row")
-    rows_without_identity = int(
-        conn.execute(select(func.count()).select_from(table).where(without_identity)).scalar_one()
-    )
-    metadata["rows_without_identity"] = MetadataValue.int(rows_without_identity)
-    if rows_without_identity:
-        problems.append(f"{rows_without_identity} row(s) without identity")
-    identities = " / ".join(name for name, _, _ in rules)
-    return _result(
-        check_key,
-        load,
-        not problems,
-        "; ".join(problems) if problems else f"one row per {identities}",
-        metadata,
-    )
-
-
-def _duplicates(
-    conn: Connection, table: Table, column: ColumnElement[Any], rows: ColumnElement[bool]
-) -> tuple[int, list[dict[str, Any]]]:
-    """How many values of ``column`` are on more than one of ``rows``, and the most repeated ones."""
-    groups = (
-        select(column.label("identity"), func.count().label("rows"))
-        .select_from(table)
-        .where(rows)
-        .group_by(column)
-        .having(func.count() > 1)
-        .subquery()
-    )
-    found = conn.execute(
-        select(groups.c.identity, groups.c.rows, func.count().over().label("duplicated"))
-        .order_by(groups.c.rows.desc(), groups.c.identity)
-        .limit(EXAMPLES)
-    ).all()
-    examples = [{"identity": short_repr(row.identity), "rows": row.rows} for row in found]
-    return (found[0].duplicated if found else 0), examples
+    for duplicated in report.duplicated:
+        name = duplicated.column
+        metadata[f"duplicated_{name}"] = MetadataValue.int(duplicated.values)
+        metadata[f"duplicated_{name}_examples"] = MetadataValue.json(
+            [{"identity": short_repr(value), "rows": rows} for value, rows in duplicated.most_repeated]
+        )
+        if duplicated.values:
+            problems.append(f"{duplicated.values} {name} value(s) on more than one row")
+    metadata["rows_without_identity"] = MetadataValue.int(report.rows_without_identity)
+    if report.rows_without_identity:
+        problems.append(f"{report.rows_without_identity} row(s) without identity")
+    identities = " / ".join(duplicated.column for duplicated in report.duplicated)
+    text = "; ".join(problems) if problems else f"one row per {identities}"
+    return _result(check_key, load, not problems, text, metadata)
 
 
 def event_time_not_in_future(
-    conn: Connection, table: Table, check_key: AssetCheckKey, load: CheckedLoad
+    future: FutureRows, check_key: AssetCheckKey, load: CheckedLoad
 ) -> AssetCheckResult:
-    cutoff = func.now() + literal(FUTURE_EVENT_TIME_TOLERANCE, Interval())
-    in_future = table.c.event_time > cutoff
-    summary = conn.execute(
-        select(
-            func.count().label("rows"), func.max(table.c.event_time).label("latest"), cutoff.label("cutoff")
-        )
-        .select_from(table)
-        .where(in_future)
-    ).one()
-    identity_columns = [table.c.ehr_id, *([table.c.amplitude_id] if table.name == CHANGEABLE_TABLE else [])]
-    examples = (
-        [
-            {
-                **{column.name: short_repr(row._mapping[column.name]) for column in identity_columns},
-                "uuid": row.uuid,
-                "event_time": row.event_time.isoformat(),
-            }
-            for row in conn.execute(
-                select(*identity_columns, table.c.uuid, table.c.event_time)
-                .where(in_future)
-                .order_by(table.c.event_time.desc())
-                .limit(EXAMPLES)
-            )
-        ]
-        if summary.rows
-        else []
-    )
+    examples = [
+        {
+            **{name: short_repr(value) for name, value in row.items() if name not in ("uuid", "event_time")},
+            "uuid": row["uuid"],
+            "event_time": row["event_time"].isoformat(),
+        }
+        for row in future.examples
+    ]
     metadata = {
-        "rows_in_future": MetadataValue.int(summary.rows),
-        "cutoff": summary.cutoff.isoformat(),
-        "latest_event_time": summary.latest.isoformat() if summary.latest else None,
+        "rows_in_future": MetadataValue.int(future.rows),
+        "cutoff": future.cutoff.isoformat(),
+        "latest_event_time": future.latest.isoformat() if future.latest else None,
         "examples": MetadataValue.json(examples),
     }
-    if summary.rows:
+    if future.rows:
+        assert future.latest is not None
         text = (
-            f"{summary.rows} row(s) with event_time after {summary.cutoff.isoformat()}, "
-            f"the latest {summary.latest.isoformat()}"
+            f"{future.rows} row(s) with event_time after {future.cutoff.isoformat()}, "
+            f"the latest {future.latest.isoformat()}"
         )
     else:
-        text = f"no event_time after {summary.cutoff.isoformat()}"
-    return _result(check_key, load, not summary.rows, text, metadata)
+        text = f"no event_time after {future.cutoff.isoformat()}"
+    return _result(check_key, load, not future.rows, text, metadata)
 
 
 def row_count_never_shrinks(
-    conn: Connection,
+    audit: TableAudit,
     table: Table,
     check_key: AssetCheckKey,
     load: CheckedLoad,
@@ -276,7 +219,7 @@ def row_count_never_shrinks(
     rows now, however loads overlap.
     """
     previous = _previous_row_count(instance, check_key.asset_key, run_id)
-    rows = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+    rows = audit.row_count(table)
     metadata: dict[str, Any] = {"row_count": MetadataValue.int(rows)}
     if previous is None:
         return _result(

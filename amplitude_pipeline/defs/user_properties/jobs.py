@@ -8,7 +8,6 @@ by checkpoint, skip a file already loaded with the same ETag), and is reported a
 
 from collections.abc import Iterator
 
-from botocore.exceptions import ClientError
 from dagster import (
     AssetCheckEvaluation,
     AssetMaterialization,
@@ -21,21 +20,21 @@ from dagster import (
 )
 from pydantic import Field
 
-from amplitude_pipeline.defs.failures import stopped_load
-from amplitude_pipeline.defs.metadata import file_load_metadata, tables_metadata
-from amplitude_pipeline.defs.metrics import s3_file_recording
 from amplitude_pipeline.defs.resources import MetricsPusher
 from amplitude_pipeline.defs.tags import DWH_LOAD_POOL, DWH_LOAD_TAGS
 from amplitude_pipeline.defs.user_properties.checks import CheckedLoad, check_evaluations_after_load
+from amplitude_pipeline.defs.user_properties.loading import (
+    START_AFTER_DESCRIPTION,
+    FileLoadConfig,
+    load_file_into_tables,
+    prepare_tables,
+)
 from amplitude_pipeline.load.event_files import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_LOCK_WAIT_SECONDS,
-    EventFileLoadError,
     FileLoadInProgressError,
-    load_event_file,
 )
 from amplitude_pipeline.storage.dwh import DWHRepository
-from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
+from amplitude_pipeline.storage.s3 import RawEventStore
 
 
 class S3EventFile(Config):
@@ -45,18 +44,11 @@ class S3EventFile(Config):
         description="The ETag seen when the run was requested (informational: the object is loaded "
         "as it is when the run reads it).",
     )
-    start_after: int | None = Field(
-        default=None,
-        description="0-based line after which to start (-1 = the whole file). Unset: resume after "
-        "the stored checkpoint.",
-    )
+    start_after: int | None = Field(default=None, description=START_AFTER_DESCRIPTION)
 
 
-class LoadS3EventFilesConfig(Config):
+class LoadS3EventFilesConfig(FileLoadConfig):
     files: list[S3EventFile] = Field(description="The files, loaded one after another in this order.")
-    batch_size: int = Field(
-        default=DEFAULT_BATCH_SIZE, gt=0, description="Lines per transaction (and checkpoint)."
-    )
     busy_file_wait_seconds: float = Field(
         default=DEFAULT_LOCK_WAIT_SECONDS,
         ge=0,
@@ -82,45 +74,27 @@ def load_s3_event_files_op(
     it have been reported: fix the cause and re-execute the run; loaded files are then skipped
     and the failed one resumes after its checkpoint.
     """
-    added_columns = dwh.ensure_schema()
-    if added_columns:
-        context.log.info(f"added mapped columns: {', '.join(added_columns)}")
+    prepare_tables(dwh, context.log)
 
     def load(file: S3EventFile, lock_wait_seconds: float) -> Iterator[AssetMaterialization]:
         if file.etag is not None:
             context.log.info(f"loading {raw_event_store.uri(file.key)} (ETag {file.etag} when requested)")
-        with s3_file_recording(metrics_pusher, context.log, dwh, file.key) as recording:
-            try:
-                result = load_event_file(
-                    dwh,
-                    raw_event_store,
-                    file.key,
-                    start_after=file.start_after,
-                    batch_size=config.batch_size,
-                    log=context.log,
-                    lock_wait_seconds=lock_wait_seconds,
-                )
-            except EventFileLoadError as error:
-                recording.finish(error.result, error)
-                raise stopped_load(
-                    context, error, {"records_loaded_this_run": error.result.records}
-                ) from error
-            except ClientError as error:
-                if not is_missing_object_error(error):
-                    raise
-                context.log.warning(f"{raw_event_store.uri(file.key)} no longer exists; nothing to load")
-                recording.finish(None)
-                return
-            metrics = recording.finish(result)
+        loaded = load_file_into_tables(
+            context,
+            dwh,
+            raw_event_store,
+            metrics_pusher,
+            file.key,
+            start_after=file.start_after,
+            batch_size=config.batch_size,
+            if_missing=None,
+            lock_wait_seconds=lock_wait_seconds,
+        )
         # Yielded, not logged through the context: Dagster drops logged events when the op raises,
         # and the files loaded before a failing one must stay reported.
-        for table, metadata in tables_metadata(
-            dwh, result, {**file_load_metadata(result), **metrics}
-        ).items():
+        for table, metadata in (loaded or {}).items():
             yield AssetMaterialization(
-                asset_key=table,
-                description=f"loaded from {raw_event_store.uri(result.file_key)}",
-                metadata=metadata,
+                asset_key=table, description=f"loaded from {raw_event_store.uri(file.key)}", metadata=metadata
             )
 
     def load_all() -> Iterator[AssetMaterialization]:

@@ -44,7 +44,6 @@ from amplitude_pipeline.load.s3_discovery import (
     DiscoveryLimits,
     FileGroup,
     discover,
-    finished_checkpoint_etags,
     normalize_prefixes,
 )
 from amplitude_pipeline.storage.dwh import DWHRepository
@@ -90,7 +89,7 @@ def build_s3_new_objects_sensor(
         dwh: ResourceParam[DWHRepository],
     ) -> SensorResult:
         def finished(keys: Collection[str]) -> dict[str, str]:
-            return finished_checkpoint_etags(dwh, keys)
+            return dwh.finished_checkpoint_etags(keys)
 
         waiting = waiting_prefixes(context.instance, watched)
         found = discover(
