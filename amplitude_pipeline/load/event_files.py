@@ -41,7 +41,13 @@ from amplitude_pipeline.storage.dwh import (
 from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
 from amplitude_pipeline.transform.batch import ReducedBatch
 from amplitude_pipeline.transform.json_line import transform_line
-from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
+from amplitude_pipeline.transform.mapping import FieldMappings
+from amplitude_pipeline.transform.records import (
+    RecordError,
+    TransformedRecord,
+    UserPropertiesMemo,
+    transform_single_record,
+)
 
 DEFAULT_BATCH_SIZE = 100_000
 DEFAULT_LOCK_WAIT_SECONDS = 3600.0
@@ -187,49 +193,73 @@ def _load_locked_file(
     batch_size: int,
     log: Log | None,
 ) -> FileLoadResult:
-    mappings = dwh.mappings
     checkpoint = dwh.get_checkpoint(key)
     with store.open_lines(key, log) as (stored, lines):
         result = _start(checkpoint, stored.etag, key, start_after, log)
-        if result.already_loaded:
-            return result
-        begin_after = result.started_after
-        # Unfinished from now on: a load that dies before its first batch is still seen as stuck.
-        start = result.checkpoint(begin_after, finished=False)
-        dwh.run_in_transaction(lambda conn: dwh.save_checkpoint(conn, start), log)
-        batch = ReducedBatch()
-        memo = UserPropertiesMemo()
-        parse = orjson.loads
-        line_index = START_OF_FILE
-        lines_in_batch = 0
-        with _BatchCommitter(dwh, result, log) as committer, _collector_paused():
-            try:
-                for line_index, line in _numbered_lines(lines):
-                    if line_index <= begin_after:
-                        continue
-                    lines_in_batch += 1
-                    if not line or line.isspace():
-                        result.blank_lines += 1
-                    else:
-                        try:
-                            batch.add(transform_single_record(parse(line), mappings, memo))
-                        except (orjson.JSONDecodeError, RecordError):
-                            # orjson may have lost a number's digits: the line's outcome is
-                            # transform_line's, which reads it again exactly where that matters.
-                            try:
-                                batch.add(transform_line(line, mappings, memo))
-                            except Exception as error:
-                                committer.fail(batch, line_index, line_failure_message(line, error))
-                        except Exception as error:  # a line must never fail the load without its number
-                            committer.fail(batch, line_index, line_failure_message(line, error))
-                    if lines_in_batch == batch_size:
-                        committer.submit(batch, line_index, finished=False)
-                        batch, lines_in_batch = ReducedBatch(), 0
-                        _collect_batch_garbage()
-            except _UnreadableObjectError as error:
-                committer.fail(batch, error.line_index, str(error), retryable=error.retryable)
-            committer.submit(batch, max(line_index, begin_after), finished=True)
+        if not result.already_loaded:
+            # Unfinished from now on: a load that dies before its first batch is still seen as stuck.
+            started = result.checkpoint(result.started_after, finished=False)
+            dwh.run_in_transaction(lambda conn: dwh.save_checkpoint(conn, started), log)
+            _load_lines(dwh, result, _numbered_lines(lines), batch_size, log)
     return result
+
+
+def _load_lines(
+    dwh: DWHRepository,
+    result: FileLoadResult,
+    numbered_lines: Iterator[tuple[int, bytes]],
+    batch_size: int,
+    log: Log | None,
+) -> None:
+    """Transform the lines after ``result.started_after`` into batches of ``batch_size`` lines,
+    each committed with its checkpoint; stop at the first line that cannot be loaded."""
+    begin_after, mappings, memo = result.started_after, dwh.mappings, UserPropertiesMemo()
+    batch, lines_in_batch, line_index = ReducedBatch(), 0, START_OF_FILE
+    with _BatchCommitter(dwh, result, log) as committer, _collector_paused():
+        try:
+            for line_index, line in numbered_lines:
+                if line_index <= begin_after:
+                    continue
+                lines_in_batch += 1
+                if not line or line.isspace():
+                    result.blank_lines += 1
+                else:
+                    try:
+                        batch.add(_record_of(line, mappings, memo))
+                    except _BadLineError as bad:
+                        committer.fail(batch, line_index, bad.message)
+                if lines_in_batch == batch_size:
+                    committer.submit(batch, line_index, finished=False)
+                    batch, lines_in_batch = ReducedBatch(), 0
+                    _collect_batch_garbage()
+        except _UnreadableObjectError as error:
+            committer.fail(batch, error.line_index, str(error), retryable=error.retryable)
+        committer.submit(batch, max(line_index, begin_after), finished=True)
+
+
+class _BadLineError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _record_of(line: bytes, mappings: FieldMappings, memo: UserPropertiesMemo) -> TransformedRecord:
+    """The line's record, or :class:`_BadLineError` saying why it cannot be loaded.
+
+    One ``orjson.loads`` a line; only a line whose parse or transform fails is read again by
+    ``transform_line`` (orjson may have lost a number's digits, CONTRACT §5), whose outcome then
+    stands. A line never fails the load without its number, whatever goes wrong.
+    """
+    try:
+        return transform_single_record(orjson.loads(line), mappings, memo)
+    except (orjson.JSONDecodeError, RecordError):
+        pass
+    except Exception as error:
+        raise _BadLineError(line_failure_message(line, error)) from error
+    try:
+        return transform_line(line, mappings, memo)
+    except Exception as error:
+        raise _BadLineError(line_failure_message(line, error)) from error
 
 
 def _start(

@@ -1,9 +1,10 @@
-"""The one writer of both loaders: transformed records into both tables, in the caller's transaction.
+"""Writing up to the record the database refuses, for both loaders (S3 files, the tmp table).
 
-Records are reduced per user (:class:`ReducedBatch`) and merged set-based by the repository.
-When the database refuses a set of records for a reason that belongs to one of them (a data
-exception, a constraint, a limit such as an index entry's size), running the set again cannot
-help, and failing the whole set would throw away the good records before the bad one. The
+A batch is normally written whole by ``DWHRepository.write_batch`` (records reduced per user by
+:class:`ReducedBatch`, merged set-based). When the database refuses a set of records for a reason
+that belongs to one of them (a data exception, a constraint, a limit such as an index entry's
+size), running the set again cannot help, and failing the whole set would throw away the good
+records before the bad one. The
 writer then finds the first record the database refuses, by halving the set inside savepoints,
 and writes every record before it: CONTRACT §7's "everything before the failing line is
 committed; nothing at or after it", for errors only the database can see.

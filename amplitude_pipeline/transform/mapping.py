@@ -1,8 +1,10 @@
 """The mapping from Amplitude ``user_properties`` keys to table columns (CONTRACT §5).
 
-:func:`load_field_mappings` reads and validates ``field_mappings.yaml`` once at
-start-up; every mistake in the file becomes a :class:`MappingFileError` naming the
-entry, so a bad file never gets as far as the data. The resulting
+:func:`load_field_mappings` reads and validates ``field_mappings.yaml``; every mistake in
+the file becomes a :class:`MappingFileError` naming the entry, so a bad file never gets as far
+as the data. The code location reads it through
+``amplitude_pipeline.storage.field_mappings.load_field_mappings_once`` when it loads (a broken
+file stops it loading), and runs read it again there, parsed once per content. The resulting
 :class:`FieldMappings` carries, per source key, a ready-built converter, so that
 transforming a record costs one dict lookup and one call per key.
 """
