@@ -11,8 +11,9 @@ echo "[dev] Dagster UI: http://127.0.0.1:$port (Ctrl-C stops it)" >&2
 echo "[dev] the simulator has events for every week from 2024-01-01 on (200 users, 2,000 events a day)" >&2
 echo "[dev] users' properties change only in the 8 weeks 2024-01-01 to 2024-02-19 (scripts/demo.sh loads the first two);" \
   "from 2024-02-26 on every user keeps their last version" >&2
-# From DAGSTER_HOME, whose dagster.yaml links to the checkout's: run from the checkout,
-# `dagster dev` warns that the dagster.yaml it finds there is not used, though it is.
-cd "$DAGSTER_HOME"
-DAGSTER_HOME="$(pwd -P)" # as Python sees the working directory, should the path hold a symlink
-exec dagster dev -w "$REPO/workspace.yaml" -h 127.0.0.1 -p "$port"
+# `dg dev` from the project root: the code location of [tool.dg] (amplitude_pipeline.definitions),
+# the instance of DAGSTER_HOME (local_env.sh), a webserver and a daemon. The same UI as
+# `dagster dev -w workspace.yaml`, which loads the same module.
+DAGSTER_HOME="$(cd "$DAGSTER_HOME" && pwd -P)" # as Python sees it, should the path hold a symlink
+export DAGSTER_HOME VIRTUAL_ENV="$REPO/.venv"
+exec "$REPO/.venv/bin/dg" dev --host 127.0.0.1 --port "$port"
