@@ -72,7 +72,7 @@ def function_name(frame: str) -> str:
 LOAD_FRAMES = (
     ("load_event_file", "amplitude_pipeline/load/event_files.py"),
     ("_BatchCommitter._run", "amplitude_pipeline/load/event_files.py"),
-    ("_read_ahead.<locals>.produce", "amplitude_pipeline/storage/s3.py"),
+    ("_read_ahead.<locals>.produce", "amplitude_pipeline/storage/objects.py"),
 )
 
 
