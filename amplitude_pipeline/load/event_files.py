@@ -40,6 +40,7 @@ from amplitude_pipeline.storage.dwh import (
 )
 from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
 from amplitude_pipeline.transform.batch import ReducedBatch
+from amplitude_pipeline.transform.event_lines import malformed_line_message
 from amplitude_pipeline.transform.records import RecordError, UserPropertiesMemo, transform_single_record
 
 DEFAULT_BATCH_SIZE = 100_000
@@ -222,16 +223,6 @@ def _lines_phrase(last_successful_line: int) -> str:
     if last_successful_line == 0:
         return "line 0"
     return f"lines 0–{last_successful_line}"
-
-
-def malformed_line_message(line: bytes, error: orjson.JSONDecodeError) -> str:
-    """What is wrong with a line that is not JSON, at which byte (orjson's own position counts
-    characters of a line it calls "line 1", which reads oddly next to the file's line number)."""
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError as not_utf8:
-        return f"malformed JSON line: not valid UTF-8 at byte {not_utf8.start} ({not_utf8.reason})"
-    return f"malformed JSON line: {error.msg} at character {error.pos}"
 
 
 class _UnreadableObjectError(Exception):

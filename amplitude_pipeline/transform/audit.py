@@ -10,13 +10,14 @@ Blank (whitespace-only) lines are counted in ``lines_scanned`` and otherwise ski
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
 from amplitude_pipeline.text import short_repr, shorten
+from amplitude_pipeline.transform.event_lines import malformed_line_message
 from amplitude_pipeline.transform.mapping import FieldMappings
 from amplitude_pipeline.transform.records import (
     ValueConversionError,
@@ -180,12 +181,22 @@ class _ConversionTally(_Tally):
     column_type: str = ""
 
 
+RecordObserver = Callable[[dict[str, Any], int], None]
+"""Called with each well-formed record (its ``user_properties`` an object) and its line index."""
+
+
 def audit_user_properties(
-    lines: Iterable[bytes], mappings: FieldMappings, *, max_examples: int = DEFAULT_MAX_EXAMPLES
+    lines: Iterable[bytes],
+    mappings: FieldMappings,
+    *,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    observe_record: RecordObserver | None = None,
 ) -> AuditReport:
     """Check every line of a JSON Lines stream against ``mappings`` and aggregate the problems.
 
-    ``max_examples`` bounds the distinct example values kept per key.
+    ``max_examples`` bounds the distinct example values kept per key. ``observe_record`` sees
+    every well-formed record of the same pass, parsed once: the mapping assistant profiles the
+    keys there (``amplitude_pipeline.mapping.audit_and_propose``).
     """
     unknown: dict[str, _Tally] = {}
     failures: dict[str, _ConversionTally] = {}
@@ -205,7 +216,7 @@ def audit_user_properties(
             record = orjson.loads(line)
         except orjson.JSONDecodeError as json_error:
             malformed_lines += 1
-            note_malformed("json", line_index, shorten(f"not valid JSON: {json_error}", _KEY_LIMIT))
+            note_malformed("json", line_index, shorten(malformed_line_message(line, json_error), _KEY_LIMIT))
             continue
 
         envelope_errors = collect_envelope_errors(record)
@@ -215,6 +226,8 @@ def audit_user_properties(
                 note_malformed(envelope_error.key or "record", line_index, str(envelope_error))
         if not isinstance(record, dict) or not isinstance(record.get("user_properties"), dict):
             continue
+        if observe_record is not None and not envelope_errors:
+            observe_record(record, line_index)
 
         for record_error in collect_record_errors(record["user_properties"], mappings):
             # Findings are grouped by the key as shown: a hostile file's megabyte-long keys cost
