@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Final, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -161,7 +162,7 @@ def _validate(arguments: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     mappings = _mapping(arguments.mapping)
     s3 = _S3()
     findings = validate(_sources(arguments.sources, s3), s3, mappings)
-    for line in findings.report_lines():
+    for line in findings.report_lines(Path(arguments.mapping).name):
         print(line, file=out)
     print(
         f"{PROGRAM} validate: {findings.lines_scanned:,} lines in {findings.sources:,} files; "

@@ -118,17 +118,19 @@ class Findings:
     def clean(self) -> bool:
         return not (self.unknown or self.failures or self.problems)
 
-    def report_lines(self) -> list[str]:
-        """``validate``'s output: one line per unknown key, failing key and kind of bad line."""
+    def report_lines(self, mapping_name: str = "field_mappings.yaml") -> list[str]:
+        """``validate``'s output: one line per unknown key, failing key and kind of bad line, in
+        the loader's words (the key as ``user_properties[...]``, the column, the reason)."""
         lines = [
-            f"unknown key {short_repr(finding.key)} in {_records(finding.records)}, "
-            f"first: {finding.first_source}, line {finding.first_line}"
+            f"user_properties[{short_repr(finding.key)}]: unknown key in {_records(finding.records)}, first: "
+            f"{finding.first_source}, line {finding.first_line}: add it to {mapping_name} (ignore, or the "
+            "source of a column)"
             for finding in self.unknown.values()
         ]
         lines += [
-            f"conversion fails for {short_repr(finding.key)} ({finding.column}, {finding.column_type}) "
-            f"in {_records(finding.records)}, first: {finding.first_source}, line {finding.first_line}: "
-            f"{finding.reason}"
+            f"user_properties[{short_repr(finding.key)}] fails its conversion (column {finding.column}, type "
+            f"{finding.column_type}) in {_records(finding.records)}, first: {finding.first_source}, line "
+            f"{finding.first_line}: {finding.reason}"
             for finding in self.failures.values()
         ]
         lines += [str(problem) for problem in self.problems]
