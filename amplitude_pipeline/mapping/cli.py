@@ -9,6 +9,7 @@ mapping file that does not load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,8 +96,9 @@ def main(
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:
-        arguments = _parser().parse_args(argv)
-    except SystemExit as exit_request:  # argparse has printed the usage and the error to stderr
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            arguments = _parser().parse_args(argv)
+    except SystemExit as exit_request:  # argparse has printed the usage and the error (or the help)
         return int(exit_request.code or 0)
     try:
         if arguments.command == "validate":

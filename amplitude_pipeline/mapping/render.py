@@ -121,6 +121,10 @@ def _map_target(target: Any) -> str:
     return yaml.safe_dump(target, default_flow_style=True, allow_unicode=True).removesuffix("\n...\n").strip()
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
+
+
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "0%"
 
@@ -154,7 +158,7 @@ def _section_of(profile: KeyProfile, candidate: Candidate) -> tuple[str, str]:
     if not profile.has_value:
         return "permanent", "never holds a value here: type and section are guesses"
     if profile.repeats == 0:
-        return "permanent", "no user carried it twice: permanent until seen to change"
+        return "permanent", "no user's snapshot changed while carrying it: permanent by default"
     return "permanent", ""
 
 
@@ -312,7 +316,8 @@ def render_against(
         f"# What the mapping lacks for {_comment_text(_source_sentence(sources))}",
         "# (propose --against). Paste each entry into the section of the same name; an entry named like",
         "# an existing column replaces it.",
-        f"# {unknown:,} unknown keys, {len(findings.failures):,} keys whose values fail their conversion.",
+        f"# {_count(unknown, 'unknown key')}, {_count(len(findings.failures), 'key')} whose values fail "
+        "their conversion.",
     ]
     if not any(sections.values()) and not notes and not profile.unnameable:
         out.append("# Nothing to add: every key is known and every value converts.")

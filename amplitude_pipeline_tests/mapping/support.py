@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 
 from amplitude_pipeline.mapping.cli import main
 from amplitude_pipeline.transform.mapping import FieldMappings, parse_mapping_text
+from amplitude_simulator.data import SimulatorConfig, expected_week_lines
 
 
 def event(index: int, amplitude_id: int = 1, **user_properties: Any) -> dict[str, Any]:
@@ -64,3 +66,10 @@ def merge_snippet(mapping_text: str, snippet_text: str) -> str:
         else:
             mapping[section] = {**(mapping.get(section) or {}), **entries}
     return yaml.safe_dump(mapping, allow_unicode=True, sort_keys=False)
+
+
+def simulator_week(path: Path, monday: date = date(2024, 1, 8)) -> Path:
+    """The weekly object of the simulator's default project for the week of ``monday``."""
+    lines = expected_week_lines(SimulatorConfig(), monday)
+    path.write_bytes(gzip.compress(b"".join(line + b"\n" for line in lines)))
+    return path

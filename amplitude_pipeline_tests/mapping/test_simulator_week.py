@@ -3,17 +3,15 @@ types and regexes for every key, the same sections except where the week cannot 
 
 from __future__ import annotations
 
-import gzip
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from amplitude_pipeline.transform.mapping import FieldMappings, load_field_mappings
-from amplitude_simulator.data import SimulatorConfig, expected_week_lines
 from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS
 
-from .support import run
+from .support import run, simulator_week
 
 WEEK = date(2024, 1, 8)
 
@@ -26,10 +24,7 @@ UNCHANGED_IN_THE_SIMULATOR = {"language", "notifications_enabled", "height"}
 
 @pytest.fixture(scope="module")
 def week_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("simulator") / f"{WEEK}.jsonl.gz"
-    lines = expected_week_lines(SimulatorConfig(), WEEK)
-    path.write_bytes(gzip.compress(b"".join(line + b"\n" for line in lines)))
-    return path
+    return simulator_week(tmp_path_factory.mktemp("simulator") / f"{WEEK}.jsonl.gz", WEEK)
 
 
 @pytest.fixture(scope="module")
