@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from amplitude_pipeline.storage.objects import s3_client_from_env
-from amplitude_pipeline_tests.conftest import DEFAULT_MAPPINGS, REPO_ROOT
+from amplitude_pipeline_tests.conftest import REPO_ROOT
 
 from .support import event, run, write_events
 
