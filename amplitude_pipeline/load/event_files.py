@@ -13,7 +13,6 @@ import queue
 import threading
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -21,6 +20,7 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Connection
 
+from amplitude_pipeline.collector import collector_paused as _collector_paused
 from amplitude_pipeline.load.totals import LoadStoppedError, WriteTotals
 from amplitude_pipeline.load.writer import (
     PrefixWrite,
@@ -401,30 +401,6 @@ class _BatchCommitter:
         result.last_successful_line = checkpoint.last_successful_line
         result.records += batch.records
         result.batches += 1
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Run the loop without the cyclic GC's automatic collections; collect once per batch.
-
-    A batch keeps its records alive until it is written (hundreds of thousands of tracked
-    objects), and the memo holds users' snapshots: generational collections triggered every
-    few hundred allocations walk them again and again, and full ones walk Dagster's whole
-    import graph too (millions of objects). Measured on the light benchmark week, that was
-    more than half of parsing and transforming. The loop creates no reference cycles of its
-    own (reference counting frees its garbage), so automatic collection is paused, what
-    exists now is set aside (``gc.freeze``), and :func:`_collect_batch_garbage` collects the
-    young generations once per batch, which walks each new object about once.
-    """
-    gc.freeze()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-        gc.unfreeze()
 
 
 def _collect_batch_garbage() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from amplitude_pipeline.collector import collected_every, collector_paused
 from amplitude_pipeline.mapping.findings import READ_ERRORS, Findings, LineProblem, unreadable_object_message
 from amplitude_pipeline.mapping.profile import Profile, PropertyProfiler
 from amplitude_pipeline.mapping.render import render_against
@@ -60,7 +61,7 @@ class _Reading:
         line_index = 0
         try:
             with self.source.open_lines(self.s3_client) as lines:
-                for line in lines:
+                for line in collected_every(lines):
                     yield line
                     line_index += 1
         except READ_ERRORS as error:
@@ -110,15 +111,16 @@ def propose(sources: Iterable[Source], s3_client: S3Client, identity_key: str | 
     """``propose``: one pass over the sources, every key profiled."""
     profiler = PropertyProfiler(identity_key)
     problems: list[LineProblem] = []
-    for source in sources:
-        profiler.start_source(source.label)
-        reading = _Reading(source, s3_client)
-        tally = _ProblemTally(source.label)
-        scan_lines(reading.lines(), profiler.observe_record, tally)
-        problems += tally.problems()
-        if reading.problem is not None:
-            problems.append(reading.problem)
-    profile = profiler.profile()
+    with collector_paused():
+        for source in sources:
+            profiler.start_source(source.label)
+            reading = _Reading(source, s3_client)
+            tally = _ProblemTally(source.label)
+            scan_lines(reading.lines(), profiler.observe_record, tally)
+            problems += tally.problems()
+            if reading.problem is not None:
+                problems.append(reading.problem)
+        profile = profiler.profile()
     return Proposal(profile, problems + _unnameable_problems(profile))
 
 
@@ -132,25 +134,27 @@ def propose_against(sources: Iterable[Source], s3_client: S3Client, mappings: Fi
     """``propose --against``: the audit of each source and the profile, in one pass per source."""
     profiler = profiler_for(mappings)
     findings = Findings()
-    for source in sources:
-        profiler.start_source(source.label)
-        reading = _Reading(source, s3_client)
-        report = audit_user_properties(reading.lines(), mappings, observe_record=profiler.observe_record)
-        findings.add_report(source.label, report)
-        if reading.problem is not None:
-            findings.problems.append(reading.problem)
-    profile = profiler.profile()
+    with collector_paused():
+        for source in sources:
+            profiler.start_source(source.label)
+            reading = _Reading(source, s3_client)
+            report = audit_user_properties(reading.lines(), mappings, observe_record=profiler.observe_record)
+            findings.add_report(source.label, report)
+            if reading.problem is not None:
+                findings.problems.append(reading.problem)
+        profile = profiler.profile()
     return Proposal(profile, findings.problems + _unnameable_problems(profile), findings)
 
 
 def validate(sources: Iterable[Source], s3_client: S3Client, mappings: FieldMappings) -> Findings:
     """``validate``: every source read through the mapping, as the key check's audit reads it."""
     findings = Findings()
-    for source in sources:
-        reading = _Reading(source, s3_client)
-        findings.add_report(source.label, audit_user_properties(reading.lines(), mappings))
-        if reading.problem is not None:
-            findings.problems.append(reading.problem)
+    with collector_paused():
+        for source in sources:
+            reading = _Reading(source, s3_client)
+            findings.add_report(source.label, audit_user_properties(reading.lines(), mappings))
+            if reading.problem is not None:
+                findings.problems.append(reading.problem)
     return findings
 
 
@@ -165,7 +169,10 @@ def audit_and_propose(
     """
     profiler = profiler_for(mappings)
     profiler.start_source(source)
-    report = audit_user_properties(lines, mappings, observe_record=profiler.observe_record)
+    with collector_paused():
+        report = audit_user_properties(
+            collected_every(lines), mappings, observe_record=profiler.observe_record
+        )
     findings = Findings()
     findings.add_report(source, report)
     return report, render_against(profiler.profile(), mappings, findings, [source], samples=samples)

@@ -15,24 +15,33 @@ Memory does not grow with the number of records:
 
 - distinct values are remembered up to :data:`DISTINCT_CAP` per key (beyond it the count says
   "at least" and new values are tried every time they come);
-- users (the identity value, else ``amplitude_id``) are followed up to ``max_users`` at a time:
-  past that, a user is followed only when a hash of its key falls under a threshold that halves
-  whenever the table fills (a uniform sample of users, each followed from its first record), so
-  "permanent or changeable" is judged on that sample and the number of users is estimated;
-- the JSON kinds of a followed user's values are counted once per snapshot, times the records
-  that carried it.
+- users (the identity value, else ``amplitude_id``) are *followed* (their last values kept, to
+  judge "permanent or changeable") up to ``max_users`` at a time: past that, a user is followed
+  only when a hash of its key falls under a threshold that halves whenever the table fills (a
+  uniform sample of users, each followed from its first record), and the number of users is
+  estimated from the sample;
+- every other user is remembered by its last snapshot's fingerprint and *shape* (its keys and
+  their values' JSON kinds, a few dozen bytes) only, up to :data:`MAX_FINGERPRINTS` users (then
+  forgotten, as the loader's memo starts afresh).
 
-Work per record is one shape count; a followed user whose snapshot equals its previous one costs
-a dict comparison and nothing else, as in the loader's memo.
+Most events of a user repeat its snapshot (each carries the user's full snapshot). A record
+whose snapshot has its user's last fingerprint (orjson's bytes of it, hashed: about a
+microsecond) costs one count and nothing else: its values have been tried already, and the
+records of a snapshot are added to the per-key counts of JSON kinds when the user's snapshot
+changes (or at the end).
 """
 
 from __future__ import annotations
 
 import re
 import zlib
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Final, NamedTuple
+
+import orjson
 
 from amplitude_pipeline.text import short_repr
 from amplitude_pipeline.transform.casts import CASTS, ColumnType, ConversionFailure, json_text
@@ -55,6 +64,7 @@ SAMPLES_PER_KEY: Final = 3
 SAMPLE_CHARACTERS: Final = 40
 ENUMERATION_LIMIT: Final = 12
 DEFAULT_MAX_USERS: Final = 20_000
+MAX_FINGERPRINTS: Final = 200_000
 MAX_KEY_CHARACTERS: Final = 1_000
 """A longer key is not a property name but damage: no mapping entry is proposed for it."""
 
@@ -96,6 +106,14 @@ STR_BIT: Final = _BIT[Candidate("str")]
 IDENTITY_BIT: Final = _BIT[Candidate(None)]
 _ALL_BITS: Final = (1 << len(CANDIDATES)) - 1
 _TYPED_BITS: Final = _ALL_BITS & ~STR_BIT
+_PREFERENCE_BITS: Final = tuple(
+    _BIT[candidate]
+    for candidate in sorted(
+        (candidate for candidate in CANDIDATES if candidate.column_type is not None),
+        key=lambda candidate: candidate == Candidate("str"),
+    )
+)
+"""Column candidates in the order ``KeyProfile.proposal`` prefers them: base types, regexes, str."""
 """Candidates for which an empty string is NULL (every one but str)."""
 
 _JSON_KINDS: Final[dict[type, str]] = {
@@ -139,15 +157,56 @@ def _tests_for(value_map: dict[str, Any] | None) -> tuple[tuple[_Test, ...], int
     return tuple(tests), impossible
 
 
+def _surviving(tests: tuple[_Test, ...], bits: int, value: Any, alive: int) -> int:
+    """``alive`` without the candidates among ``bits`` that ``value`` does not convert under."""
+    if not bits:
+        return alive
+    text: str | None = None
+    for bit, convert, plausible in tests:
+        if not bits & bit:
+            continue
+        if plausible is not None and value != "":
+            if text is None:
+                try:
+                    text = json_text(value)
+                except ConversionFailure:
+                    alive &= ~bit
+                    continue
+            if plausible.fullmatch(text) is None:
+                alive &= ~bit
+                continue
+        try:
+            convert(value)
+        except ConversionFailure:
+            alive &= ~bit
+    return alive
+
+
 _PLAIN_TESTS: Final = _tests_for(None)
 
 
 @dataclass(slots=True)
 class _KeyState:
+    """What one key's values so far allow.
+
+    Candidates are tried *lazily*: only those that decide the proposal (the most specific one
+    standing, and the identity rule where it matters) are tried on each new value; the others
+    stand untried while every distinct value is still remembered, and are tried on all of them
+    at once (:meth:`_try_remembered`) when they come to matter, or when the values stop being
+    remembered (:data:`DISTINCT_CAP`). A date key's new values are tried as dates, not also as
+    datetimes, text and every regex. Past the cap only the leading candidate and str go on being
+    tried (the others drop out): should the leading one fail later, the key falls back to str.
+    """
+
     tests: tuple[_Test, ...]
     alive: int
+    """Candidates no value has refuted (tried, or standing untried)."""
+    always: int
+    """Candidates tried on every value (the identity rule, where it is judged)."""
     first_source: str
     first_line: int
+    tried: int = 0
+    """Candidates every value so far has been tried on."""
     changed: int = 0
     repeats: int = 0
     has_value: bool = False
@@ -157,45 +216,57 @@ class _KeyState:
     samples: list[str] = field(default_factory=list)
 
     def see(self, value: Any) -> None:
-        """Try a value not known to be seen against the candidates still standing."""
+        """Try a value not known to be seen against the candidates that matter."""
         kind = type(value)
-        if kind is str:
-            if len(self.seen_text) + len(self.seen_other) < DISTINCT_CAP:
-                self.seen_text.add(value)
-            else:
+        remembered = True
+        if kind is dict or kind is list:
+            remembered = False
+        elif len(self.seen_text) + len(self.seen_other) >= DISTINCT_CAP:
+            if not self.overflow:
+                self._try_remembered(self.alive & ~self.tried)
                 self.overflow = True
-            if value:
-                self.has_value = True
-        elif kind is dict or kind is list:
-            self.has_value = True
+            remembered = False
+        elif kind is str:
+            self.seen_text.add(value)
         else:
-            if len(self.seen_text) + len(self.seen_other) < DISTINCT_CAP:
-                self.seen_other.add((kind, value))
-            else:
-                self.overflow = True
+            self.seen_other.add((kind, value))
+        if kind is not str or value:
             self.has_value = True
         if len(self.samples) < SAMPLES_PER_KEY:
             self.samples.append(short_repr(value, SAMPLE_CHARACTERS))
+        if remembered:
+            self.alive = _surviving(self.tests, self.alive & self.tried, value, self.alive)
+        elif not self.overflow:  # an object or array: no candidate holds it, all are tried now
+            self.alive = _surviving(self.tests, self.alive, value, self.alive)
+        else:
+            # Values are no longer remembered, so a candidate not tried now could never be vouched
+            # for again: only the leading candidate and str (the fallback) are kept trying.
+            trying = self.alive & (self._needed() | STR_BIT)
+            self.alive = _surviving(self.tests, trying, value, self.alive) & trying
+        while needed := self._needed() & ~self.tried:
+            self._try_remembered(needed)
+
+    def try_every_candidate(self) -> None:
+        """Make ``alive`` exact: the candidates standing untried are tried on the remembered values
+        (every value, as long as none was forgotten; after that every candidate was tried)."""
+        self._try_remembered(self.alive & ~self.tried)
+
+    def _needed(self) -> int:
+        """The candidates the proposal depends on now: the most specific standing, and ``always``."""
         alive = self.alive
-        text: str | None = None
-        for bit, convert, plausible in self.tests:
-            if not alive & bit:
-                continue
-            if plausible is not None and value != "":
-                if text is None:
-                    try:
-                        text = json_text(value)
-                    except ConversionFailure:
-                        alive &= ~bit
-                        continue
-                if plausible.fullmatch(text) is None:
-                    alive &= ~bit
-                    continue
-            try:
-                convert(value)
-            except ConversionFailure:
-                alive &= ~bit
+        for bit in _PREFERENCE_BITS:
+            if alive & bit:
+                return bit | (self.always & alive)
+        return self.always & alive
+
+    def _try_remembered(self, bits: int) -> None:
+        alive = self.alive
+        for text in self.seen_text:
+            alive = _surviving(self.tests, bits & alive, text, alive)
+        for _, value in self.seen_other:
+            alive = _surviving(self.tests, bits & alive, value, alive)
         self.alive = alive
+        self.tried |= bits
 
     def compare(self, before: Any, after: Any, bits: int) -> None:
         """A user's earlier and later value differ as JSON: note the candidates under which the
@@ -216,16 +287,30 @@ class _KeyState:
 
 @dataclass(slots=True)
 class _UserState:
+    """A followed user: its last values, for judging "permanent or changeable"."""
+
     hash: int
-    snapshot: dict[str, Any] | None = None
-    kinds: tuple[type, ...] = ()
-    records: int = 0
-    """Records of this user carrying ``snapshot``, not yet in the per-key counts."""
+    snapshot: list[Any] | None = None
+    """The user's last snapshot as ``[fingerprint, records, key ids, kind codes]`` (``_Snapshot``)."""
     last: dict[str, Any] = field(default_factory=dict)
     """Per key the last non-null value."""
     before_empty: dict[str, Any] | None = None
     """Per key whose last value is ``""``: the last value before it that was not empty (for every
     candidate but str, an empty string is NULL, so that is the value to compare with)."""
+
+
+_KIND_CODES: Final[dict[type, int]] = {kind: code for code, kind in enumerate(_JSON_KINDS)}
+_KINDS_BY_CODE: Final = (*_JSON_KINDS.values(), "other")
+_OTHER_KIND: Final = len(_JSON_KINDS)
+
+
+def _fingerprint(properties: dict[str, Any]) -> int | None:
+    """A hash of the snapshot's exact JSON text (``1``, ``1.0`` and ``true`` differ), or ``None``
+    when orjson cannot write it back."""
+    try:
+        return hash(orjson.dumps(properties))
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -338,9 +423,14 @@ class PropertyProfiler:
         self._source = ""
         self._keys: dict[str, _KeyState] = {}
         self._unnameable: dict[str, list[Any]] = {}
-        self._key_kinds: dict[str, dict[type, int]] = {}
         self._users: dict[Any, _UserState] = {}
         self._threshold = _FULL_HASH
+        self._fingerprints: dict[Any, list[Any]] = {}
+        """Users not followed: their last snapshot, as ``_UserState.snapshot``."""
+        self._key_ids: dict[str, int] = {}
+        self._key_names: list[str] = []
+        self._kind_counts: list[list[int]] = []
+        """Per key id, records per JSON kind code (snapshots are added when they are left)."""
 
     def start_source(self, label: str) -> None:
         """Name the source whose records come next (for first sightings)."""
@@ -350,32 +440,60 @@ class PropertyProfiler:
         """One well-formed record: an object whose ``user_properties`` is an object."""
         properties: dict[str, Any] = record["user_properties"]
         self._records += 1
+        fingerprint = _fingerprint(properties)
         user = self._user_of(properties, record.get("amplitude_id"))
-        state = self._users.get(user) if user is not None else None
-        if state is None and user is not None:
-            state = self._admit(user)
-        if state is None:
-            self._see_values(properties, line_index, None)
-            self._count_kinds(properties, 1)
-            return
-        snapshot = state.snapshot
-        kinds = tuple(map(type, properties.values()))
-        if snapshot is not None:
-            if state.kinds == kinds and snapshot == properties:
-                state.records += 1
+        followed = self._users.get(user) if user is not None else None
+        last = followed.snapshot if followed is not None else self._fingerprints.get(user)
+        if last is not None:
+            if fingerprint is not None and last[0] == fingerprint:
+                last[1] += 1
                 return
-            self._count_kinds(snapshot, state.records)
-        state.snapshot, state.kinds, state.records = properties, kinds, 1
-        self._see_values(properties, line_index, state)
+            self._count_snapshot(last, self._kind_counts)
+        elif followed is None and user is not None:
+            followed = self._admit(user)
+        snapshot = self._snapshot(properties, fingerprint, line_index)
+        if followed is not None:
+            followed.snapshot = snapshot
+        elif user is not None:
+            if len(self._fingerprints) >= MAX_FINGERPRINTS:
+                for forgotten in self._fingerprints.values():
+                    self._count_snapshot(forgotten, self._kind_counts)
+                self._fingerprints.clear()
+            self._fingerprints[user] = snapshot
+        else:
+            self._count_snapshot(snapshot, self._kind_counts)
+        self._see_values(properties, line_index, followed)
+
+    def _snapshot(self, properties: dict[str, Any], fingerprint: int | None, line_index: int) -> list[Any]:
+        """``[fingerprint, records, key ids, kind codes]``: one record so far."""
+        key_ids = self._key_ids
+        try:
+            ids = array("I", map(key_ids.__getitem__, properties))
+        except KeyError:
+            for key in properties:
+                if key not in key_ids:
+                    self._register(key, line_index)
+            ids = array("I", map(key_ids.__getitem__, properties))
+        kinds = bytes(map(_KIND_CODES.get, map(type, properties.values()), repeat(_OTHER_KIND)))
+        return [fingerprint, 1, ids, kinds]
+
+    @staticmethod
+    def _count_snapshot(snapshot: list[Any], kind_counts: list[list[int]]) -> None:
+        """Add a snapshot's records to the counts of its keys' JSON kinds."""
+        _, records, ids, kinds = snapshot
+        for key_id, kind in zip(ids, kinds, strict=True):
+            kind_counts[key_id][kind] += records
 
     def _user_of(self, properties: dict[str, Any], amplitude_id: Any) -> Any:
+        """The identity value (stripped, as the loader keys users), else the ``amplitude_id``."""
         if self.identity_key is not None:
-            try:
-                identity = convert_identity(properties.get(self.identity_key))
-            except ConversionFailure:
-                identity = None
-            if identity is not None:
-                return identity
+            identity = properties.get(self.identity_key)
+            if type(identity) is str:
+                stripped = identity.strip()
+                if stripped:
+                    return stripped
+            elif type(identity) is int:
+                return str(identity)
         return amplitude_id if type(amplitude_id) is int else None
 
     def _admit(self, user: Any) -> _UserState | None:
@@ -397,34 +515,31 @@ class PropertyProfiler:
                 if state.hash < self._threshold:
                     kept[user] = state
                 elif state.snapshot is not None:
-                    self._count_kinds(state.snapshot, state.records)
+                    self._count_snapshot(state.snapshot, self._kind_counts)
             self._users = kept
-
-    def _count_kinds(
-        self, properties: dict[str, Any], records: int, into: dict[str, dict[type, int]] | None = None
-    ) -> None:
-        """Add ``records`` records of this snapshot to the per-key counts of JSON kinds."""
-        key_kinds = self._key_kinds if into is None else into
-        for key, value in properties.items():
-            per_kind = key_kinds.get(key)
-            if per_kind is None:
-                per_kind = key_kinds[key] = {}
-            kind = type(value)
-            per_kind[kind] = per_kind.get(kind, 0) + records
 
     def _register(self, key: str, line_index: int) -> _KeyState | None:
         """A key seen for the first time (``None``: a key no entry can name)."""
-        if key in self._unnameable:
-            return None
+        if key not in self._key_ids:
+            self._key_ids[key] = len(self._key_names)
+            self._key_names.append(key)
+            self._kind_counts.append([0] * len(_KINDS_BY_CODE))
+        if key in self._unnameable or key in self._keys:
+            return self._keys.get(key)
         if not key or len(key) > MAX_KEY_CHARACTERS:
             self._unnameable[key] = [self._source, line_index]
             return None
         value_map = self._value_maps.get(key)
         tests, impossible = _tests_for(value_map) if value_map else _PLAIN_TESTS
-        state = self._keys[key] = _KeyState(tests, _ALL_BITS & ~impossible, self._source, line_index)
+        always = IDENTITY_BIT if self.identity_key in (None, key) else 0
+        alive = _ALL_BITS & ~impossible & ~(IDENTITY_BIT & ~always)
+        if key == self.identity_key:
+            alive &= IDENTITY_BIT  # never a column: only whether the load takes its values matters
+        state = self._keys[key] = _KeyState(tests, alive, always, self._source, line_index)
         return state
 
-    def _see_values(self, properties: dict[str, Any], line_index: int, user: _UserState | None) -> None:
+    def _see_values(self, properties: dict[str, Any], line_index: int, followed: _UserState | None) -> None:
+        """Try the values not seen before against the candidates, and follow the user's values."""
         key_states = self._keys
         for key, value in properties.items():
             state = key_states.get(key)
@@ -440,15 +555,21 @@ class PropertyProfiler:
                     state.see(value)
             elif kind is dict or kind is list or (kind, value) not in state.seen_other:
                 state.see(value)
-            if user is not None and state.alive:
-                _follow(user, key, value, state)
+            if followed is not None and state.alive:
+                _follow(followed, key, value, state)
 
     def profile(self) -> Profile:
         """What the records so far say (the profiler can go on observing afterwards)."""
-        counted = {key: dict(per_kind) for key, per_kind in self._key_kinds.items()}
+        kind_counts = [list(counts) for counts in self._kind_counts]
+        for last in self._fingerprints.values():
+            self._count_snapshot(last, kind_counts)
         for state in self._users.values():
             if state.snapshot is not None:
-                self._count_kinds(state.snapshot, state.records, counted)
+                self._count_snapshot(state.snapshot, kind_counts)
+        counted = {
+            key: {kind: count for kind, count in zip(_KINDS_BY_CODE, counts, strict=True) if count}
+            for key, counts in zip(self._key_names, kind_counts, strict=True)
+        }
         keys = tuple(self._key_profile(key, state, counted) for key, state in self._keys.items())
         unnameable = tuple(
             UnnameableKey(key, len(key), sum(counted.get(key, {}).values()), first_source, first_line)
@@ -468,7 +589,8 @@ class PropertyProfiler:
             identity_candidates=self._identity_candidates(keys) if self.identity_key is None else (),
         )
 
-    def _key_profile(self, key: str, state: _KeyState, counted: dict[str, dict[type, int]]) -> KeyProfile:
+    def _key_profile(self, key: str, state: _KeyState, counted: dict[str, dict[str, int]]) -> KeyProfile:
+        state.try_every_candidate()
         kinds = counted.get(key, {})
         distinct = len(state.seen_text) + len(state.seen_other)
         enumeration = None
@@ -478,7 +600,7 @@ class PropertyProfiler:
         return KeyProfile(
             key=key,
             records=sum(kinds.values()),
-            json_kinds={_JSON_KINDS.get(kind, kind.__name__): count for kind, count in kinds.items()},
+            json_kinds=kinds,
             distinct=distinct,
             distinct_is_lower_bound=state.overflow,
             has_value=state.has_value,

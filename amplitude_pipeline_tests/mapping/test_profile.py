@@ -126,6 +126,21 @@ def test_distinct_values_are_exact_up_to_the_cap_then_a_lower_bound(monkeypatch:
     assert key(profile, "many").proposal == Candidate("str")  # a base type: no regex, no pattern
 
 
+def test_past_the_distinct_cap_only_the_leading_type_and_str_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(profile_module, "DISTINCT_CAP", 50)
+    dates = [f"2024-01-{day:02d}" for day in range(1, 29)] + [f"2024-02-{day:02d}" for day in range(1, 29)]
+
+    remembered = profiled(*({"ehr_id": "E1", "day": day} for day in [*dates[:40], "born 1990-05-01"]))
+    forgotten = profiled(*({"ehr_id": "E1", "day": day} for day in [*dates, "born 1990-05-01"]))
+
+    # With every value remembered, the regex that reads the last one is tried on all of them.
+    proposal = key(remembered, "day").proposal
+    assert proposal is not None
+    assert proposal[:2] == ("date", r"(\d{4}-\d{2}-\d{2}|\d{2}\.\d{2}\.\d{4})")
+    # Past the cap it could not be vouched for: the key falls back to text, which holds everything.
+    assert key(forgotten, "day").proposal == Candidate("str")
+
+
 def test_a_repeated_snapshot_counts_in_every_total() -> None:
     same = {"ehr_id": "E1", "city": "Kazan", "age": None}
     profile = profiled(*(dict(same) for _ in range(5)), {"ehr_id": "E1", "city": "Ufa"})
