@@ -33,12 +33,14 @@ changes (or at the end).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import zlib
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import add
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -64,7 +66,9 @@ SAMPLES_PER_KEY: Final = 3
 SAMPLE_CHARACTERS: Final = 40
 ENUMERATION_LIMIT: Final = 12
 DEFAULT_MAX_USERS: Final = 20_000
-MAX_FINGERPRINTS: Final = 200_000
+MAX_FINGERPRINTS: Final = 500_000
+MAX_COUNTED_KEYS: Final = (1 << 16) // 8 - 1
+MAX_SEEN_PAIRS: Final = 200_000
 MAX_KEY_CHARACTERS: Final = 1_000
 """A longer key is not a property name but damage: no mapping entry is proposed for it."""
 
@@ -213,42 +217,51 @@ class _KeyState:
     seen_text: set[str] = field(default_factory=set)
     seen_other: set[tuple[type, Any]] = field(default_factory=set)
     overflow: bool = False
+    live: tuple[_Test, ...] = ()
+    live_for: int = -1
+    """``live``: the tests of the candidates still tried past the cap, for ``alive`` = ``live_for``."""
     samples: list[str] = field(default_factory=list)
 
     def see(self, value: Any) -> None:
         """Try a value not known to be seen against the candidates that matter."""
+        if self.overflow:
+            self._try_forgotten(value)
+            return
         kind = type(value)
-        remembered = True
-        if kind is dict or kind is list:
-            remembered = False
-        elif len(self.seen_text) + len(self.seen_other) >= DISTINCT_CAP:
-            if not self.overflow:
-                self._try_remembered(self.alive & ~self.tried)
-                self.overflow = True
-            remembered = False
-        elif kind is str:
-            self.seen_text.add(value)
-        else:
-            self.seen_other.add((kind, value))
         if kind is not str or value:
             self.has_value = True
         if len(self.samples) < SAMPLES_PER_KEY:
             self.samples.append(short_repr(value, SAMPLE_CHARACTERS))
-        if remembered:
-            self.alive = _surviving(self.tests, self.alive & self.tried, value, self.alive)
-        elif not self.overflow:  # an object or array: no candidate holds it, all are tried now
+        if kind is dict or kind is list:  # not remembered: every candidate is tried on it now
             self.alive = _surviving(self.tests, self.alive, value, self.alive)
+        elif len(self.seen_text) + len(self.seen_other) >= DISTINCT_CAP:
+            self._try_remembered(self.alive & ~self.tried)
+            self.overflow = True
+            self._try_forgotten(value)
+            return
         else:
-            # Values are no longer remembered, so a candidate not tried now could never be vouched
-            # for again: only the leading candidate and str (the fallback) are kept trying.
-            trying = self.alive & (self._needed() | STR_BIT)
-            self.alive = _surviving(self.tests, trying, value, self.alive) & trying
+            if kind is str:
+                self.seen_text.add(value)
+            else:
+                self.seen_other.add((kind, value))
+            self.alive = _surviving(self.tests, self.alive & self.tried, value, self.alive)
         while needed := self._needed() & ~self.tried:
             self._try_remembered(needed)
 
+    def _try_forgotten(self, value: Any) -> None:
+        """Past the cap: values are no longer remembered, so a candidate not tried now could never
+        be vouched for again. Only the leading candidate and str (the fallback) go on."""
+        if self.live_for != self.alive:
+            self.alive &= self._needed() | STR_BIT
+            self.live = tuple(test for test in self.tests if test.bit & self.alive)
+            self.live_for = self.alive
+        self.alive = _surviving(self.live, self.alive, value, self.alive)
+        if type(value) is not str or value:
+            self.has_value = True
+
     def try_every_candidate(self) -> None:
         """Make ``alive`` exact: the candidates standing untried are tried on the remembered values
-        (every value, as long as none was forgotten; after that every candidate was tried)."""
+        (every value, as long as none was forgotten; past the cap only tried ones stand)."""
         self._try_remembered(self.alive & ~self.tried)
 
     def _needed(self) -> int:
@@ -290,8 +303,8 @@ class _UserState:
     """A followed user: its last values, for judging "permanent or changeable"."""
 
     hash: int
-    snapshot: list[Any] | None = None
-    """The user's last snapshot as ``[fingerprint, records, key ids, kind codes]`` (``_Snapshot``)."""
+    snapshot: int | None = None
+    """The user's last snapshot, packed (``PropertyProfiler._snapshot``)."""
     last: dict[str, Any] = field(default_factory=dict)
     """Per key the last non-null value."""
     before_empty: dict[str, Any] | None = None
@@ -302,13 +315,18 @@ class _UserState:
 _KIND_CODES: Final[dict[type, int]] = {kind: code for code, kind in enumerate(_JSON_KINDS)}
 _KINDS_BY_CODE: Final = (*_JSON_KINDS.values(), "other")
 _OTHER_KIND: Final = len(_JSON_KINDS)
+_KIND_SLOTS: Final = 8
+_RECORDS_BITS: Final = 32
+_RECORDS_MASK: Final = (1 << _RECORDS_BITS) - 1
+_FINGERPRINT_MASK: Final = (1 << 64) - 1
+_SHAPE_SHIFT: Final = _RECORDS_BITS + 64
 
 
 def _fingerprint(properties: dict[str, Any]) -> int | None:
     """A hash of the snapshot's exact JSON text (``1``, ``1.0`` and ``true`` differ), or ``None``
     when orjson cannot write it back."""
     try:
-        return hash(orjson.dumps(properties))
+        return hash(orjson.dumps(properties)) & _FINGERPRINT_MASK
     except orjson.JSONEncodeError:
         return None
 
@@ -425,12 +443,15 @@ class PropertyProfiler:
         self._unnameable: dict[str, list[Any]] = {}
         self._users: dict[Any, _UserState] = {}
         self._threshold = _FULL_HASH
-        self._fingerprints: dict[Any, list[Any]] = {}
-        """Users not followed: their last snapshot, as ``_UserState.snapshot``."""
-        self._key_ids: dict[str, int] = {}
+        self._fingerprints: dict[int, int] = {}
+        """Users not followed (by the hash of the user): their last snapshot (``_snapshot``)."""
+        self._key_codes: dict[str, int] = {}
+        """Per key, where its counts start in ``_kind_counts``."""
         self._key_names: list[str] = []
-        self._kind_counts: list[list[int]] = []
-        """Per key id, records per JSON kind code (snapshots are added when they are left)."""
+        self._kind_counts: list[int] = []
+        """Records per key and JSON kind (a snapshot's records are added when it is left)."""
+        self._seen_pairs: set[tuple[str, Any]] = set()
+        """(key, string) pairs whose string every candidate standing was tried on, and (key, None)."""
 
     def start_source(self, label: str) -> None:
         """Name the source whose records come next (for first sightings)."""
@@ -443,46 +464,76 @@ class PropertyProfiler:
         fingerprint = _fingerprint(properties)
         user = self._user_of(properties, record.get("amplitude_id"))
         followed = self._users.get(user) if user is not None else None
-        last = followed.snapshot if followed is not None else self._fingerprints.get(user)
+        remembered_as = hash(user)
+        last = followed.snapshot if followed is not None else self._fingerprints.get(remembered_as)
         if last is not None:
-            if fingerprint is not None and last[0] == fingerprint:
-                last[1] += 1
+            if fingerprint is not None and (last >> _RECORDS_BITS) & _FINGERPRINT_MASK == fingerprint:
+                if followed is not None:
+                    followed.snapshot = last + 1
+                else:
+                    self._fingerprints[remembered_as] = last + 1
                 return
             self._count_snapshot(last, self._kind_counts)
         elif followed is None and user is not None:
             followed = self._admit(user)
         snapshot = self._snapshot(properties, fingerprint, line_index)
-        if followed is not None:
-            followed.snapshot = snapshot
-        elif user is not None:
-            if len(self._fingerprints) >= MAX_FINGERPRINTS:
-                for forgotten in self._fingerprints.values():
-                    self._count_snapshot(forgotten, self._kind_counts)
-                self._fingerprints.clear()
-            self._fingerprints[user] = snapshot
+        if snapshot is not None and user is not None:
+            if followed is not None:
+                followed.snapshot = snapshot
+            else:
+                if len(self._fingerprints) >= MAX_FINGERPRINTS:
+                    for forgotten in self._fingerprints.values():
+                        self._count_snapshot(forgotten, self._kind_counts)
+                    self._fingerprints.clear()
+                self._fingerprints[remembered_as] = snapshot
         else:
-            self._count_snapshot(snapshot, self._kind_counts)
+            if followed is not None:
+                followed.snapshot = None
+            else:
+                self._fingerprints.pop(remembered_as, None)
+            self._count_now(properties)
         self._see_values(properties, line_index, followed)
 
-    def _snapshot(self, properties: dict[str, Any], fingerprint: int | None, line_index: int) -> list[Any]:
-        """``[fingerprint, records, key ids, kind codes]``: one record so far."""
-        key_ids = self._key_ids
+    def _snapshot(self, properties: dict[str, Any], fingerprint: int | None, line_index: int) -> int | None:
+        """One record of this snapshot, packed in an int: the record count (low 32 bits), the
+        fingerprint (64 bits), then the shape: per key its id and its value's JSON kind, 16 bits
+        each. ``None`` when there is no fingerprint, or keys beyond the first 8,191."""
+        key_codes = self._key_codes
         try:
-            ids = array("I", map(key_ids.__getitem__, properties))
+            codes = self._shape_codes(properties, key_codes)
         except KeyError:
             for key in properties:
-                if key not in key_ids:
+                if key not in key_codes:
                     self._register(key, line_index)
-            ids = array("I", map(key_ids.__getitem__, properties))
-        kinds = bytes(map(_KIND_CODES.get, map(type, properties.values()), repeat(_OTHER_KIND)))
-        return [fingerprint, 1, ids, kinds]
+            try:
+                codes = self._shape_codes(properties, key_codes)
+            except KeyError:
+                return None
+        if fingerprint is None:
+            return None
+        shape = int.from_bytes(codes.tobytes() + b"\x01", "little")
+        return 1 | fingerprint << _RECORDS_BITS | shape << _SHAPE_SHIFT
 
     @staticmethod
-    def _count_snapshot(snapshot: list[Any], kind_counts: list[list[int]]) -> None:
-        """Add a snapshot's records to the counts of its keys' JSON kinds."""
-        _, records, ids, kinds = snapshot
-        for key_id, kind in zip(ids, kinds, strict=True):
-            kind_counts[key_id][kind] += records
+    def _shape_codes(properties: dict[str, Any], key_codes: dict[str, int]) -> array[int]:
+        kinds = map(_KIND_CODES.get, map(type, properties.values()), repeat(_OTHER_KIND))
+        return array("H", map(add, map(key_codes.__getitem__, properties), kinds))
+
+    @staticmethod
+    def _count_snapshot(snapshot: int, counts: list[int]) -> None:
+        """Add a snapshot's records to the counts of its keys' JSON kinds (``counts`` by code)."""
+        records = snapshot & _RECORDS_MASK
+        shape = snapshot >> _SHAPE_SHIFT
+        packed = shape.to_bytes((shape.bit_length() + 7) // 8, "little")[:-1]
+        for code in memoryview(packed).cast("H"):
+            counts[code] += records
+
+    def _count_now(self, properties: dict[str, Any]) -> None:
+        key_codes, counts = self._key_codes, self._kind_counts
+        for key, value in properties.items():
+            code = key_codes.get(key)
+            if code is not None:  # else beyond the keys that are counted (thousands of keys)
+                counts[code + _KIND_CODES.get(type(value), _OTHER_KIND)] += 1
 
     def _user_of(self, properties: dict[str, Any], amplitude_id: Any) -> Any:
         """The identity value (stripped, as the loader keys users), else the ``amplitude_id``."""
@@ -520,10 +571,10 @@ class PropertyProfiler:
 
     def _register(self, key: str, line_index: int) -> _KeyState | None:
         """A key seen for the first time (``None``: a key no entry can name)."""
-        if key not in self._key_ids:
-            self._key_ids[key] = len(self._key_names)
+        if key not in self._key_codes and len(self._key_names) < MAX_COUNTED_KEYS:
+            self._key_codes[key] = len(self._key_names) * _KIND_SLOTS
             self._key_names.append(key)
-            self._kind_counts.append([0] * len(_KINDS_BY_CODE))
+            self._kind_counts.extend([0] * _KIND_SLOTS)
         if key in self._unnameable or key in self._keys:
             return self._keys.get(key)
         if not key or len(key) > MAX_KEY_CHARACTERS:
@@ -536,12 +587,23 @@ class PropertyProfiler:
         if key == self.identity_key:
             alive &= IDENTITY_BIT  # never a column: only whether the load takes its values matters
         state = self._keys[key] = _KeyState(tests, alive, always, self._source, line_index)
+        self._seen_pairs.add((key, None))
         return state
 
     def _see_values(self, properties: dict[str, Any], line_index: int, followed: _UserState | None) -> None:
-        """Try the values not seen before against the candidates, and follow the user's values."""
+        """Try the values not seen before against the candidates, and follow the user's values.
+
+        For a user not followed, only the pairs not known to be seen are looked at: the set
+        difference with the remembered (key, string) pairs runs in C, which leaves the numbers,
+        flags and new strings of a snapshot (a first sighting's id and dates) to this loop.
+        """
+        items: Iterable[tuple[str, Any]] = properties.items()
+        if followed is None:
+            with contextlib.suppress(TypeError):  # an object or array among the values: look at all
+                items = properties.items() - self._seen_pairs
         key_states = self._keys
-        for key, value in properties.items():
+        seen_pairs = self._seen_pairs
+        for key, value in items:
             state = key_states.get(key)
             if state is None:
                 state = self._register(key, line_index)
@@ -553,6 +615,8 @@ class PropertyProfiler:
             if kind is str:
                 if value not in state.seen_text:
                     state.see(value)
+                    if not state.overflow and len(seen_pairs) < MAX_SEEN_PAIRS:
+                        seen_pairs.add((key, value))
             elif kind is dict or kind is list or (kind, value) not in state.seen_other:
                 state.see(value)
             if followed is not None and state.alive:
@@ -560,15 +624,19 @@ class PropertyProfiler:
 
     def profile(self) -> Profile:
         """What the records so far say (the profiler can go on observing afterwards)."""
-        kind_counts = [list(counts) for counts in self._kind_counts]
+        kind_counts = list(self._kind_counts)
         for last in self._fingerprints.values():
             self._count_snapshot(last, kind_counts)
         for state in self._users.values():
             if state.snapshot is not None:
                 self._count_snapshot(state.snapshot, kind_counts)
         counted = {
-            key: {kind: count for kind, count in zip(_KINDS_BY_CODE, counts, strict=True) if count}
-            for key, counts in zip(self._key_names, kind_counts, strict=True)
+            key: {
+                kind: count
+                for kind, count in zip(_KINDS_BY_CODE, kind_counts[code : code + _KIND_SLOTS], strict=False)
+                if count
+            }
+            for key, code in self._key_codes.items()
         }
         keys = tuple(self._key_profile(key, state, counted) for key, state in self._keys.items())
         unnameable = tuple(

@@ -141,6 +141,23 @@ def test_past_the_distinct_cap_only_the_leading_type_and_str_go_on(monkeypatch: 
     assert key(forgotten, "day").proposal == Candidate("str")
 
 
+def test_counts_stay_exact_when_remembered_users_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(profile_module, "MAX_FINGERPRINTS", 3)
+    snapshots = [
+        {"ehr_id": f"E{user}", "city": "Kazan" if round_ % 2 else None, "age": user}
+        for round_ in range(4)
+        for user in range(10)
+        for _ in range(2)  # each snapshot twice: the second is skipped by its fingerprint
+    ]
+
+    profile = profiled(*snapshots, max_users=2)
+
+    assert profile.records == 80
+    assert key(profile, "city").json_kinds == {"string": 40, "null": 40}
+    assert key(profile, "age").json_kinds == {"integer": 80}
+    assert key(profile, "ehr_id").records == 80
+
+
 def test_a_repeated_snapshot_counts_in_every_total() -> None:
     same = {"ehr_id": "E1", "city": "Kazan", "age": None}
     profile = profiled(*(dict(same) for _ in range(5)), {"ehr_id": "E1", "city": "Ufa"})
