@@ -9,7 +9,8 @@ measured by ``bench/measure.py`` (wall time, peak RSS), over the same local file
 - ``audit+propose``: ``audit_and_propose``, the check's pass that also yields the snippet;
 - ``parse``: reading and ``orjson.loads`` alone, the floor under all three.
 
-It prints one line per stage with events/s and peak RSS, and the ratio propose / audit.
+It prints one line per stage with events/s, CPU seconds (user + system: steadier than wall time
+on a shared machine) and peak RSS, and the ratios of the wall times to the audit's.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def main(argv: list[str]) -> int:
             seconds[stage] = measured.wall_seconds
             print(
                 f"{path.name:40} {stage:14} {counted['events']:>10,} events {measured.wall_seconds:8.1f} s "
-                f"{counted['events'] / measured.wall_seconds:>9,.0f} events/s  peak RSS "
-                f"{measured.peak_rss_mib:6.0f} MiB",
+                f"{counted['events'] / measured.wall_seconds:>9,.0f} events/s  CPU {measured.cpu_seconds:6.1f} s  "
+                f"peak RSS {measured.peak_rss_mib:6.0f} MiB",
                 flush=True,
             )
         print(

@@ -18,6 +18,7 @@ from typing import Any, Final, TextIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from amplitude_pipeline.mapping.assistant import Proposal, propose, propose_against, validate
+from amplitude_pipeline.mapping.findings import plural
 from amplitude_pipeline.mapping.render import render_against, render_proposal
 from amplitude_pipeline.mapping.sources import Source, SourceError, resolve_sources
 from amplitude_pipeline.retries import describe_error
@@ -141,8 +142,8 @@ def _propose(arguments: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(problem, file=err)
         raise _Stop(
             EXIT_FOUND,
-            f"{len(proposal.problems):,} kinds of lines no mapping can load (above, each with its first "
-            "file and line); the load would stop there too: fix or replace those files",
+            f"{plural(len(proposal.problems), 'kind')} of lines no mapping can load (above, each with its "
+            "first file and line); the load would stop there too: fix or replace those files",
         )
     labels = [source.label for source in sources]
     if mappings is not None and proposal.findings is not None:
@@ -167,9 +168,9 @@ def _validate(arguments: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for line in findings.report_lines(Path(arguments.mapping).name):
         print(line, file=out)
     print(
-        f"{PROGRAM} validate: {findings.lines_scanned:,} lines in {findings.sources:,} files; "
-        f"{len(findings.unknown):,} unknown keys, {len(findings.failures):,} keys whose values fail, "
-        f"{len(findings.problems):,} kinds of lines no mapping can load",
+        f"{PROGRAM} validate: {plural(findings.lines_scanned, 'line')} in {plural(findings.sources, 'file')}; "
+        f"{plural(len(findings.unknown), 'unknown key')}, {plural(len(findings.failures), 'key')} whose "
+        f"values fail, {plural(len(findings.problems), 'kind')} of lines no mapping can load",
         file=err,
     )
     return EXIT_OK if findings.clean else EXIT_FOUND

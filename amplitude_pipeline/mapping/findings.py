@@ -17,7 +17,7 @@ from amplitude_pipeline.retries import describe_error
 from amplitude_pipeline.text import short_repr
 from amplitude_pipeline.transform.audit import AuditReport
 
-__all__ = ["READ_ERRORS", "Findings", "KeyFinding", "LineProblem", "unreadable_object_message"]
+__all__ = ["READ_ERRORS", "Findings", "KeyFinding", "LineProblem", "plural", "unreadable_object_message"]
 
 READ_ERRORS: Final = (EOFError, OSError, zlib.error, BotoCoreError, ClientError)
 """What reading an object's lines raises when its bytes stop making sense or stop arriving."""
@@ -137,5 +137,10 @@ class Findings:
         return lines
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 record``, ``2 records``."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def _records(count: int) -> str:
-    return f"{count:,} record" if count == 1 else f"{count:,} records"
+    return plural(count, "record")

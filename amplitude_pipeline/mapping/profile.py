@@ -664,7 +664,7 @@ class PropertyProfiler:
         enumeration = None
         if not state.overflow and distinct <= ENUMERATION_LIMIT:
             values = [*state.seen_text, *(value for _, value in state.seen_other)]
-            enumeration = tuple(short_repr(value, SAMPLE_CHARACTERS) for value in values)
+            enumeration = tuple(sorted(short_repr(value, SAMPLE_CHARACTERS) for value in values))
         return KeyProfile(
             key=key,
             records=sum(kinds.values()),

@@ -63,7 +63,7 @@ def test_validate_exits_0_on_a_clean_file_and_prints_nothing(week: Path, mapping
     mapping.write_text(mapping.read_text() + "  city: {}\n")
     result = run("validate", "--mapping", mapping, week)
     assert (result.code, result.stdout) == (0, "")
-    assert "3 lines in 1 files; 0 unknown keys" in result.stderr
+    assert "3 lines in 1 file; 0 unknown keys" in result.stderr
 
 
 def test_validate_exits_1_with_one_line_per_finding(week: Path, mapping: Path, tmp_path: Path) -> None:
