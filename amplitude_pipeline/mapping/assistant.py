@@ -32,7 +32,6 @@ __all__ = [
     "profiler_for",
     "propose",
     "propose_against",
-    "scan_lines",
     "validate",
 ]
 
@@ -88,7 +87,7 @@ class _ProblemTally:
         ]
 
 
-def scan_lines(lines: Iterable[bytes], observe: RecordObserver, tally: _ProblemTally) -> None:
+def _scan_lines(lines: Iterable[bytes], observe: RecordObserver, tally: _ProblemTally) -> None:
     """Hand every record the loader could take to ``observe``; note the lines it could not."""
     parse = orjson.loads
     for line_index, line in enumerate(lines):
@@ -116,7 +115,7 @@ def propose(sources: Iterable[Source], s3_client: S3Client, identity_key: str | 
             profiler.start_source(source.label)
             reading = _Reading(source, s3_client)
             tally = _ProblemTally(source.label)
-            scan_lines(reading.lines(), profiler.observe_record, tally)
+            _scan_lines(reading.lines(), profiler.observe_record, tally)
             problems += tally.problems()
             if reading.problem is not None:
                 problems.append(reading.problem)

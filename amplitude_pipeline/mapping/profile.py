@@ -85,12 +85,6 @@ class Candidate(NamedTuple):
     """For a regex: the whole string form must look like this too. ``'^\\s*(\\d+)'`` turns the
     version ``"3.8.0"`` into 3; only values whose rest holds no more digits count as fitting."""
 
-    @property
-    def label(self) -> str:
-        if self.column_type is None:
-            return "identity"
-        return self.column_type if self.regex is None else f"{self.column_type} with regex {self.regex}"
-
 
 BASE_TYPES: Final[tuple[ColumnType, ...]] = ("bool", "int", "float", "date", "datetime", "str")
 _DATE_TEXT: Final = r"\d{4}-\d{2}-\d{2}|\d{2}\.\d{2}\.\d{4}"
@@ -110,6 +104,7 @@ STR_BIT: Final = _BIT[Candidate("str")]
 IDENTITY_BIT: Final = _BIT[Candidate(None)]
 _ALL_BITS: Final = (1 << len(CANDIDATES)) - 1
 _TYPED_BITS: Final = _ALL_BITS & ~STR_BIT
+"""Candidates for which an empty string is NULL (every one but str)."""
 _PREFERENCE_BITS: Final = tuple(
     _BIT[candidate]
     for candidate in sorted(
@@ -118,7 +113,6 @@ _PREFERENCE_BITS: Final = tuple(
     )
 )
 """Column candidates in the order ``KeyProfile.proposal`` prefers them: base types, regexes, str."""
-"""Candidates for which an empty string is NULL (every one but str)."""
 
 _JSON_KINDS: Final[dict[type, str]] = {
     str: "string",
