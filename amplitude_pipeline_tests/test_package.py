@@ -21,6 +21,7 @@ PLAIN_LAYERS = (
     "amplitude_pipeline.storage.dwh",
     "amplitude_pipeline.storage.s3",
     "amplitude_pipeline.amplitude.export",
+    "amplitude_pipeline.mapping.cli",
 )
 
 

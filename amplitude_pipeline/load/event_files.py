@@ -13,7 +13,6 @@ import queue
 import threading
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -21,6 +20,7 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Connection
 
+from amplitude_pipeline.collector import collector_paused as _collector_paused
 from amplitude_pipeline.load.totals import LoadStoppedError, WriteTotals
 from amplitude_pipeline.load.writer import (
     PrefixWrite,
@@ -40,6 +40,7 @@ from amplitude_pipeline.storage.dwh import (
 )
 from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
 from amplitude_pipeline.transform.batch import ReducedBatch
+from amplitude_pipeline.transform.event_lines import line_failure_message
 from amplitude_pipeline.transform.json_line import transform_line
 from amplitude_pipeline.transform.mapping import FieldMappings
 from amplitude_pipeline.transform.records import (
@@ -300,25 +301,6 @@ def _lines_phrase(last_successful_line: int) -> str:
     return f"lines 0–{last_successful_line}"
 
 
-def line_failure_message(line: bytes, error: Exception) -> str:
-    """Why a line cannot be loaded: malformed JSON, a record error, or something unexpected."""
-    if isinstance(error, orjson.JSONDecodeError):
-        return malformed_line_message(line, error)
-    if isinstance(error, RecordError):
-        return str(error)
-    return f"unexpected {describe_error(error)}"
-
-
-def malformed_line_message(line: bytes, error: orjson.JSONDecodeError) -> str:
-    """What is wrong with a line that is not JSON, at which byte (orjson's own position counts
-    characters of a line it calls "line 1", which reads oddly next to the file's line number)."""
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError as not_utf8:
-        return f"malformed JSON line: not valid UTF-8 at byte {not_utf8.start} ({not_utf8.reason})"
-    return f"malformed JSON line: {error.msg} at character {error.pos}"
-
-
 class _UnreadableObjectError(Exception):
     """The object's bytes stopped making sense (or arriving) before ``line_index``."""
 
@@ -496,30 +478,6 @@ class _BatchCommitter:
         result.last_successful_line = checkpoint.last_successful_line
         result.records += batch.records
         result.batches += 1
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Run the loop without the cyclic GC's automatic collections; collect once per batch.
-
-    A batch keeps its records alive until it is written (hundreds of thousands of tracked
-    objects), and the memo holds users' snapshots: generational collections triggered every
-    few hundred allocations walk them again and again, and full ones walk Dagster's whole
-    import graph too (millions of objects). Measured on the light benchmark week, that was
-    more than half of parsing and transforming. The loop creates no reference cycles of its
-    own (reference counting frees its garbage), so automatic collection is paused, what
-    exists now is set aside (``gc.freeze``), and :func:`_collect_batch_garbage` collects the
-    young generations once per batch, which walks each new object about once.
-    """
-    gc.freeze()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-        gc.unfreeze()
 
 
 def _collect_batch_garbage() -> None:

@@ -12,16 +12,18 @@ Blank (whitespace-only) lines are counted in ``lines_scanned`` and otherwise ski
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
 from amplitude_pipeline.text import short_repr, shorten
+from amplitude_pipeline.transform.event_lines import malformed_line_message
 from amplitude_pipeline.transform.json_line import read_line, reread_lost_digits
 from amplitude_pipeline.transform.mapping import FieldMappings
 from amplitude_pipeline.transform.records import (
+    REASON_LIMIT,
     MalformedRecordError,
     RecordError,
     ValueConversionError,
@@ -194,12 +196,22 @@ def _problems(record: Any, mappings: FieldMappings) -> tuple[list[MalformedRecor
     return envelope_errors, collect_record_errors(user_properties, mappings)
 
 
+RecordObserver = Callable[[dict[str, Any], int], None]
+"""Called with each well-formed record (its ``user_properties`` an object) and its line index."""
+
+
 def audit_user_properties(
-    lines: Iterable[bytes], mappings: FieldMappings, *, max_examples: int = DEFAULT_MAX_EXAMPLES
+    lines: Iterable[bytes],
+    mappings: FieldMappings,
+    *,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    observe_record: RecordObserver | None = None,
 ) -> AuditReport:
     """Check every line of a JSON Lines stream against ``mappings`` and aggregate the problems.
 
-    ``max_examples`` bounds the distinct example values kept per key.
+    ``max_examples`` bounds the distinct example values kept per key. ``observe_record`` sees
+    every well-formed record of the same pass, parsed once: the mapping assistant profiles the
+    keys there (``amplitude_pipeline.mapping.audit_and_propose``).
     """
     unknown: dict[str, _Tally] = {}
     failures: dict[str, _ConversionTally] = {}
@@ -219,18 +231,21 @@ def audit_user_properties(
             record = read_line(line)
         except orjson.JSONDecodeError as json_error:
             malformed_lines += 1
-            note_malformed("json", line_index, shorten(f"not valid JSON: {json_error}", _KEY_LIMIT))
+            note_malformed("json", line_index, shorten(malformed_line_message(line, json_error), _KEY_LIMIT))
             continue
 
         envelope_errors, record_errors = _problems(record, mappings)
         if envelope_errors or record_errors:
             exact = reread_lost_digits(line, record)
             if exact is not record:
+                record = exact
                 envelope_errors, record_errors = _problems(exact, mappings)
         if envelope_errors:
             malformed_lines += 1
             for envelope_error in envelope_errors:
                 note_malformed(envelope_error.key or "record", line_index, str(envelope_error))
+        elif observe_record is not None and isinstance(record.get("user_properties"), dict):
+            observe_record(record, line_index)
 
         for record_error in record_errors:
             # Findings are grouped by the key as shown: a hostile file's megabyte-long keys cost
@@ -246,7 +261,10 @@ def audit_user_properties(
                 )
             else:
                 tally = unknown.setdefault(key, _Tally(0, line_index))
-            tally.add(short_repr(record_error.value), shorten(record_error.reason, _KEY_LIMIT), max_examples)
+            # Reasons cut as the loader cuts them (REASON_LIMIT): the same words either way.
+            tally.add(
+                short_repr(record_error.value), shorten(record_error.reason, REASON_LIMIT), max_examples
+            )
 
     return AuditReport(
         lines_scanned=lines_scanned,

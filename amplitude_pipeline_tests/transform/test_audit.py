@@ -73,7 +73,30 @@ def test_audit_counts_malformed_lines_by_problem(mappings: FieldMappings) -> Non
         ("user_properties", 1, 3),
     ]
     assert report.malformed_lines == 4
-    assert report.malformed[0].message.startswith("not valid JSON")
+    # The loader's words for the same line (load/event_files.py), so the check and the load agree.
+    assert report.malformed[0].message.startswith("malformed JSON line: ")
+
+
+def test_the_observer_sees_each_well_formed_record_of_the_same_pass_with_its_line(
+    mappings: FieldMappings,
+) -> None:
+    lines = [
+        event_line(city="Kazan"),
+        b'{"uuid": "broken',
+        event_line(mood="calm"),
+        orjson.dumps({"uuid": "0b8f5f0e-9d1c-4c55-9a1e-3f1f2b6a7c01", "event_time": "2024-01-08 00:00:00"}),
+        orjson.dumps({**make_event(city="Ufa"), "uuid": "not-a-uuid"}),
+        b"",
+        event_line(age="n/a"),
+    ]
+    seen: list[tuple[int, dict[str, object]]] = []
+
+    report = audit_user_properties(
+        lines, mappings, observe_record=lambda record, line: seen.append((line, record["user_properties"]))
+    )
+
+    assert seen == [(0, {"city": "Kazan"}), (2, {"mood": "calm"}), (6, {"age": "n/a"})]
+    assert report.lines_scanned == 7
 
 
 def test_audit_keeps_at_most_max_examples_distinct_values(mappings: FieldMappings) -> None:
