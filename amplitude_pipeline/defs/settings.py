@@ -22,6 +22,7 @@ DEFAULT_START_DATE = "2024-01-01"
 class Settings:
     start_date: date
     export_url: str
+    s3_bucket: str | None
     s3_prefix: str
     s3_watch_prefixes: tuple[str, ...]
     s3_watch_limits: DiscoveryLimits
@@ -46,6 +47,7 @@ class Settings:
         return cls(
             start_date=start,
             export_url=os.environ.get("AMPLITUDE_EXPORT_URL") or DEFAULT_EXPORT_URL,
+            s3_bucket=os.environ.get("S3_BUCKET") or None,
             s3_prefix=os.environ.get("S3_PREFIX") or DEFAULT_PREFIX,
             s3_watch_prefixes=_watched_prefixes(),
             s3_watch_limits=_s3_watch_limits(),

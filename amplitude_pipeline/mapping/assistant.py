@@ -18,7 +18,7 @@ import orjson
 from amplitude_pipeline.collector import collected_every, collector_paused
 from amplitude_pipeline.mapping.findings import READ_ERRORS, Findings, LineProblem, unreadable_object_message
 from amplitude_pipeline.mapping.profile import Profile, PropertyProfiler
-from amplitude_pipeline.mapping.render import render_against
+from amplitude_pipeline.mapping.render import render_against, render_proposal
 from amplitude_pipeline.mapping.sources import Source
 from amplitude_pipeline.text import short_repr
 from amplitude_pipeline.transform.audit import AuditReport, RecordObserver, audit_user_properties
@@ -155,6 +155,44 @@ def validate(sources: Iterable[Source], s3_client: S3Client, mappings: FieldMapp
             if reading.problem is not None:
                 findings.problems.append(reading.problem)
     return findings
+
+
+@dataclass
+class Draft:
+    """What ``propose`` prints: the YAML (None when lines no mapping can load were found: then
+    ``problems`` names them), and warnings for the person reading it."""
+
+    yaml: str | None
+    problems: list[LineProblem]
+    warnings: list[str]
+    profile: Profile
+
+
+def draft_mapping(
+    sources: list[Source],
+    s3_client: S3Client,
+    *,
+    identity_key: str | None = None,
+    against: FieldMappings | None = None,
+    samples: bool = False,
+) -> Draft:
+    """``propose`` (CONTRACT §9), for the CLI and the ``propose_field_mappings`` job alike: a whole
+    mapping, or with ``against`` only what that mapping lacks."""
+    if against is not None:
+        proposal = propose_against(sources, s3_client, against)
+    else:
+        proposal = propose(sources, s3_client, identity_key)
+    if proposal.problems:
+        return Draft(None, proposal.problems, [], proposal.profile)
+    labels = [source.label for source in sources]
+    warnings: list[str] = []
+    if against is not None and proposal.findings is not None:
+        text = render_against(proposal.profile, against, proposal.findings, labels, samples=samples)
+    else:
+        if identity_key is not None and proposal.profile.key(identity_key) is None:
+            warnings.append(f"no record carries the identity key {identity_key!r}")
+        text = render_proposal(proposal.profile, labels, samples=samples)
+    return Draft(text, [], warnings, proposal.profile)
 
 
 def audit_and_propose(

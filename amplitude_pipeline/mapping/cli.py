@@ -18,9 +18,8 @@ from typing import Any, Final, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from amplitude_pipeline.mapping.assistant import Proposal, propose, propose_against, validate
+from amplitude_pipeline.mapping.assistant import draft_mapping, validate
 from amplitude_pipeline.mapping.findings import plural
-from amplitude_pipeline.mapping.render import render_against, render_proposal
 from amplitude_pipeline.mapping.sources import Source, SourceError, resolve_sources
 from amplitude_pipeline.retries import describe_error
 from amplitude_pipeline.storage.s3 import s3_client
@@ -135,33 +134,24 @@ def _sources(arguments: list[str], s3: _S3) -> list[Source]:
 def _propose(arguments: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     mappings = _mapping(arguments.against) if arguments.against else None
     s3 = _S3()
-    sources = _sources(arguments.sources, s3)
-    proposal: Proposal
-    if mappings is not None:
-        proposal = propose_against(sources, s3, mappings)
-    else:
-        proposal = propose(sources, s3, arguments.identity)
-    if proposal.problems:
-        for problem in proposal.problems:
+    draft = draft_mapping(
+        _sources(arguments.sources, s3),
+        s3,
+        identity_key=arguments.identity,
+        against=mappings,
+        samples=arguments.samples,
+    )
+    if draft.yaml is None:
+        for problem in draft.problems:
             print(problem, file=err)
         raise _Stop(
             EXIT_FOUND,
-            f"{plural(len(proposal.problems), 'kind')} of lines no mapping can load (above, each with its "
+            f"{plural(len(draft.problems), 'kind')} of lines no mapping can load (above, each with its "
             "first file and line); the load would stop there too: fix or replace those files",
         )
-    labels = [source.label for source in sources]
-    if mappings is not None and proposal.findings is not None:
-        text = render_against(
-            proposal.profile, mappings, proposal.findings, labels, samples=arguments.samples
-        )
-    else:
-        if arguments.identity is not None and proposal.profile.key(arguments.identity) is None:
-            print(
-                f"{PROGRAM} propose: warning: no record carries the identity key {arguments.identity!r}",
-                file=err,
-            )
-        text = render_proposal(proposal.profile, labels, samples=arguments.samples)
-    out.write(text)
+    for warning in draft.warnings:
+        print(f"{PROGRAM} propose: warning: {warning}", file=err)
+    out.write(draft.yaml)
     return EXIT_OK
 
 

@@ -1,9 +1,11 @@
 """``user_properties_keys_known``: the blocking audit of a week's object (CONTRACT §5, §7)."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckSeverity,
     DagsterInstance,
     Definitions,
@@ -30,6 +32,8 @@ from amplitude_pipeline_tests.defs.support import (
     values,
 )
 from amplitude_pipeline_tests.load.events import event, upload_events
+from amplitude_pipeline_tests.load.support import rows
+from amplitude_pipeline_tests.mapping.support import merge_snippet
 from amplitude_pipeline_tests.support import NewDWH, pipeline_resources
 
 pytestmark = pytest.mark.integration
@@ -181,3 +185,50 @@ def test_a_failing_check_blocks_the_table_assets_of_the_same_run(
         assert result.is_node_untouched("user_properties_tables")
         # The tables' step never ran: it did not even create the tables in this fresh schema.
         assert not inspect(dwh.engine).has_table(PERMANENT_TABLE, schema=dwh.db_schema)
+
+
+def test_a_failed_checks_snippet_pasted_into_the_mapping_makes_the_week_load(
+    raw_event_store, new_dwh: NewDWH, tmp_path: Path
+):
+    # The simulator's events carry `city`; the mapping lacks it: the week fails its check.
+    lacking = mappings_without(tmp_path / "field_mappings.yaml", "  city: {type: str}")
+    broken = new_dwh(lacking)
+    with simulator(SMALL_WEEK) as sim:
+        exported = materialize(
+            [amplitude_events, user_properties_keys_known],
+            partition_key=WEEK,
+            resources=pipeline_resources(
+                store=raw_event_store, dwh=broken, amplitude=amplitude_resource(sim)
+            ),
+            raise_on_error=False,
+        )
+    [evaluation] = exported.get_asset_check_evaluations()
+    assert not evaluation.passed
+    shown = metadata(evaluation)["mapping_snippet"]
+    snippet = shown.split("```yaml\n", 1)[1].rsplit("```", 1)[0]
+    assert "city" in snippet
+
+    fixed_path = tmp_path / "fixed.yaml"
+    fixed_path.write_text(merge_snippet(lacking.read_text(encoding="utf-8"), snippet), encoding="utf-8")
+    fixed = new_dwh(fixed_path, schema=broken.db_schema)
+    loaded = materialize(
+        [user_properties_tables],
+        partition_key=WEEK,
+        resources=pipeline_resources(store=raw_event_store, dwh=fixed),
+    )
+    assert loaded.success
+    assert rows(fixed, "changeable")
+    assert {row["city"] for row in rows(fixed, "changeable")} - {None}
+
+
+def test_a_passing_check_carries_no_snippet(raw_event_store, dwh):
+    upload_events(raw_event_store, f"{WEEK}.jsonl.gz", [event(f"{WEEK} 09:00:00", ehr_id="E1")])
+    with instance_for_test() as instance:
+        result = run_check_only(raw_event_store, dwh, WEEK, instance)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed
+    assert "mapping_snippet" not in metadata(evaluation)
+
+
+def metadata(evaluation: AssetCheckEvaluation) -> dict[str, Any]:
+    return values(dict(evaluation.metadata))
