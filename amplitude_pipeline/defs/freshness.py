@@ -12,12 +12,11 @@ Why not ``FreshnessPolicy``: in Dagster 1.13 it judges the latest materializatio
 so a backfill of an old week would make a missing latest week look fresh.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import orjson
 from dagster import (
-    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckKey,
     AssetCheckResult,
@@ -36,6 +35,7 @@ from dagster import (
 from amplitude_pipeline.defs.partitions import weekly_partitions
 from amplitude_pipeline.defs.settings import SETTINGS
 from amplitude_pipeline.defs.user_properties.automation import EVENTS, TABLES, InstanceWeeks
+from amplitude_pipeline.defs.user_properties.checks import as_evaluation
 from amplitude_pipeline.load.freshness import (
     TABLES_MAX_LAG,
     Freshness,
@@ -69,15 +69,7 @@ def freshness_checks(context: AssetCheckExecutionContext) -> Iterator[AssetCheck
     week = context.partition_key
     now = current_time()
     for check_key in context.selected_asset_check_keys:
-        verdict = judge(context.instance, check_key, date.fromisoformat(week), now)
-        yield AssetCheckResult(
-            asset_key=check_key.asset_key,
-            check_name=check_key.name,
-            passed=verdict.fresh,
-            severity=AssetCheckSeverity.ERROR,
-            description=verdict.description,
-            metadata=_metadata(week, verdict),
-        )
+        yield _result(check_key, week, judge(context.instance, check_key, date.fromisoformat(week), now))
 
 
 def current_time() -> datetime:
@@ -123,27 +115,23 @@ def freshness_sensor(context: SensorEvaluationContext) -> SensorResult:
         if not verdict.fresh:
             state[entry] = False
         if verdict.fresh != reported.get(entry, True):  # unreported means fresh (or judged in a run)
-            events.append(_evaluation(check_key, checked_week.isoformat(), verdict))
+            key = checked_week.isoformat()
+            events.append(as_evaluation(_result(check_key, key, verdict), partition=key))
     return SensorResult(asset_events=events, cursor=orjson.dumps(state).decode())
 
 
-def _evaluation(check_key: AssetCheckKey, week: str, verdict: Freshness) -> AssetCheckEvaluation:
-    return AssetCheckEvaluation(
+def _result(check_key: AssetCheckKey, week: str, verdict: Freshness) -> AssetCheckResult:
+    metadata: dict[str, MetadataValue] = {"week": MetadataValue.text(week)}
+    if verdict.overdue_since is not None:
+        metadata["overdue_since"] = MetadataValue.timestamp(verdict.overdue_since)
+    return AssetCheckResult(
         asset_key=check_key.asset_key,
         check_name=check_key.name,
         passed=verdict.fresh,
         severity=AssetCheckSeverity.ERROR,
         description=verdict.description,
-        metadata=_metadata(week, verdict),
-        partition=week,
+        metadata=metadata,
     )
-
-
-def _metadata(week: str, verdict: Freshness) -> Mapping[str, MetadataValue]:
-    metadata: dict[str, MetadataValue] = {"week": MetadataValue.text(week)}
-    if verdict.overdue_since is not None:
-        metadata["overdue_since"] = MetadataValue.timestamp(verdict.overdue_since)
-    return metadata
 
 
 def _exported_at(instance: DagsterInstance, week: str) -> datetime | None:

@@ -114,15 +114,21 @@ def check_evaluations_after_load(
     the tmp-table migration): recorded as the checks' latest results, unpartitioned, so that the
     catalog shows the tables' state after that load rather than "not evaluated"."""
     for result in table_check_results(dwh, ALL_TABLE_CHECKS, load, instance, run_id):
-        assert result.asset_key is not None and result.check_name is not None
-        yield AssetCheckEvaluation(
-            asset_key=result.asset_key,
-            check_name=result.check_name,
-            passed=result.passed,
-            metadata=result.metadata,
-            severity=result.severity,
-            description=result.description,
-        )
+        yield as_evaluation(result)
+
+
+def as_evaluation(result: AssetCheckResult, partition: str | None = None) -> AssetCheckEvaluation:
+    """A check's result as an event an op or a sensor reports (the check itself did not run)."""
+    assert result.asset_key is not None and result.check_name is not None
+    return AssetCheckEvaluation(
+        asset_key=result.asset_key,
+        check_name=result.check_name,
+        passed=result.passed,
+        metadata=result.metadata,
+        severity=result.severity,
+        description=result.description,
+        partition=partition,
+    )
 
 
 def table_check_results(
