@@ -33,6 +33,8 @@ def test_no_key_appears_in_any_log_line_of_a_faulty_run(
     server: SimulatorServer, sleeps: list[float], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, requests' and urllib3's included
+    # urllib3's own level too: another module may have raised it (importing dagster_k8s sets WARNING).
+    caplog.set_level(logging.DEBUG, logger="urllib3")
     client_log = RecordingLog()
     server.add_faults(*FAULTS)
 

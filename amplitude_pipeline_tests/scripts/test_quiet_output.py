@@ -18,7 +18,7 @@ LOAD_AND_WARN = """
 import warnings
 import dagster
 import amplitude_pipeline
-amplitude_pipeline.defs.get_repository_def()
+amplitude_pipeline.defs().get_repository_def()
 warnings.warn("another notice", dagster.BetaWarning)
 """
 

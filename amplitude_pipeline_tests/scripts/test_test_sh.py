@@ -2,7 +2,7 @@
 and keeps pytest's exit status.
 
 A copy of the script runs in a scratch checkout whose ``bootstrap.sh``, ``stack.sh``, ruff,
-mypy and pytest are fakes that record their calls. The fake ``stack.sh status`` prints more
+mypy, lint-imports, dg and pytest are fakes that record their calls. The fake ``stack.sh status`` prints more
 than a pipe holds, so a ``status | grep -q`` under ``pipefail`` would end in SIGPIPE every
 time, not only when the timing is unlucky.
 """
@@ -43,6 +43,8 @@ def checkout(tmp_path: Path) -> Path:
         ".venv/bin/ruff": FAKE_TOOL,
         ".venv/bin/mypy": FAKE_TOOL,
         ".venv/bin/pytest": FAKE_TOOL,
+        ".venv/bin/lint-imports": FAKE_TOOL,
+        ".venv/bin/dg": FAKE_TOOL,
     }
     for path, text in fakes.items():
         (tmp_path / path).write_text(text)
@@ -78,6 +80,8 @@ def test_a_stack_it_found_stopped_is_stopped_afterwards(checkout: Path, pytest_s
         "ruff check .",
         "ruff format --check .",
         "mypy ",
+        "lint-imports --no-cache",
+        "dg check defs",
         "pytest -q -m not slow",
         "stack stop",
     ]
