@@ -12,9 +12,10 @@ from amplitude_pipeline.defs import failures
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
-from amplitude_pipeline_tests.defs.support import NO_METRICS, WEEK, failure_metadata
+from amplitude_pipeline_tests.defs.support import WEEK, failure_metadata
 from amplitude_pipeline_tests.load.events import event, upload_events
 from amplitude_pipeline_tests.load.support import fail_a_batch_write, rows
+from amplitude_pipeline_tests.support import pipeline_resources
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def load_week(store: RawEventStore, dwh: DWHRepository, batch_size: int = 2) -> 
     return materialize(
         [user_properties_tables],
         partition_key=WEEK,
-        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+        resources=pipeline_resources(store=store, dwh=dwh),
         run_config={"ops": {"user_properties_tables": {"config": {"batch_size": batch_size}}}},
         raise_on_error=False,
     )

@@ -43,7 +43,7 @@ from amplitude_pipeline_tests.defs.tmp_user_properties.support import (
 )
 from amplitude_pipeline_tests.load.events import event, upload_events
 from amplitude_pipeline_tests.load.support import seed, tmp_row
-from amplitude_pipeline_tests.support import REPO_ROOT, RecordingLog, closed_port
+from amplitude_pipeline_tests.support import REPO_ROOT, RecordingLog, closed_port, pipeline_resources
 
 LABELS = {"source": "s3", "prefix": "p", "partition": WEEK}
 METRIC_NAMES = set(METRIC_HELP)
@@ -168,7 +168,7 @@ def load_week(
     return materialize(
         [user_properties_tables],
         partition_key=WEEK,
-        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": pusher},
+        resources=pipeline_resources(store=store, dwh=dwh, metrics_pusher=pusher),
         run_config={"ops": {"user_properties_tables": {"config": config}}},
         instance=instance,
         raise_on_error=False,
@@ -316,7 +316,7 @@ def run_files(
 ) -> ExecuteInProcessResult:
     defs = Definitions(
         jobs=[load_s3_event_files],
-        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": pusher},
+        resources=pipeline_resources(store=store, dwh=dwh, metrics_pusher=pusher),
     )
     config = LoadS3EventFilesConfig(files=[S3EventFile(key=key) for key in keys])
     return defs.resolve_job_def(load_s3_event_files.name).execute_in_process(

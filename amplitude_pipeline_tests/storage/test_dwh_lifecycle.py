@@ -12,9 +12,9 @@ from amplitude_pipeline.defs.resources import DWHResource, FieldMappingsResource
 from amplitude_pipeline.defs.user_properties.assets import user_properties_tables
 from amplitude_pipeline.storage import field_mappings
 from amplitude_pipeline.storage.field_mappings import load_field_mappings_once
-from amplitude_pipeline_tests.defs.support import NO_METRICS, WEEK
+from amplitude_pipeline_tests.defs.support import WEEK
 from amplitude_pipeline_tests.load.events import event, upload_events
-from amplitude_pipeline_tests.support import DEFAULT_MAPPINGS
+from amplitude_pipeline_tests.support import DEFAULT_MAPPINGS, pipeline_resources
 
 
 def connections_named(application_name: str) -> int:
@@ -41,7 +41,7 @@ def test_a_runs_dwh_connections_are_closed_when_the_run_ends(raw_event_store, dw
     result = materialize(
         [user_properties_tables],
         partition_key=WEEK,
-        resources={"raw_event_store": raw_event_store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+        resources=pipeline_resources(store=raw_event_store) | {"dwh": dwh},  # the resource, not a plain DWH,
     )
 
     assert result.success

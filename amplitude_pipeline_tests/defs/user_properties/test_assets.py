@@ -14,7 +14,6 @@ from amplitude_pipeline.defs.user_properties.assets import user_properties_table
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
 from amplitude_pipeline_tests.defs.support import (
-    NO_METRICS,
     SMALL_WEEK,
     WEEK,
     amplitude_resource,
@@ -23,6 +22,7 @@ from amplitude_pipeline_tests.defs.support import (
     simulator,
 )
 from amplitude_pipeline_tests.load.events import event, upload_events
+from amplitude_pipeline_tests.support import pipeline_resources
 from amplitude_simulator import expected_week_lines
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def load_tables(
     return materialize(
         [user_properties_tables],
         partition_key=WEEK,
-        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+        resources=pipeline_resources(store=store, dwh=dwh),
         run_config=run_config,
         raise_on_error=False,
     )
@@ -72,13 +72,7 @@ def test_a_simulator_week_builds_both_tables_and_a_rerun_changes_nothing(raw_eve
         first = materialize(
             [amplitude_events, user_properties_tables, user_properties_keys_known],
             partition_key=WEEK,
-            resources={
-                "amplitude": amplitude_resource(sim),
-                "raw_event_store": raw_event_store,
-                "dwh": dwh,
-                "field_mappings": dwh.mappings,
-                "metrics_pusher": NO_METRICS,
-            },
+            resources=pipeline_resources(store=raw_event_store, dwh=dwh, amplitude=amplitude_resource(sim)),
         )
 
     assert first.success

@@ -36,10 +36,11 @@ from amplitude_pipeline.defs.user_properties.jobs import (
 )
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, TMP_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
-from amplitude_pipeline_tests.defs.support import NO_METRICS, WEEK, values
+from amplitude_pipeline_tests.defs.support import WEEK, values
 from amplitude_pipeline_tests.defs.tmp_user_properties.support import five_rows, run_migration
 from amplitude_pipeline_tests.load.events import event, upload_events
 from amplitude_pipeline_tests.load.support import seed
+from amplitude_pipeline_tests.support import pipeline_resources
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,7 @@ def load_week(
         [user_properties_tables, user_properties_tables_checks],
         partition_key=week,
         instance=instance,
-        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+        resources=pipeline_resources(store=store, dwh=dwh),
     )
 
 
@@ -86,7 +87,7 @@ def run_s3_files(
         assets=[user_properties_tables],
         asset_checks=[user_properties_tables_checks],
         jobs=[load_s3_event_files],
-        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+        resources=pipeline_resources(store=store, dwh=dwh),
     )
     config = LoadS3EventFilesConfig(files=[S3EventFile(key=key) for key in keys])
     return defs.resolve_job_def(load_s3_event_files.name).execute_in_process(
@@ -103,7 +104,7 @@ def run_checks_only(
     defs = Definitions(
         assets=[user_properties_tables],
         asset_checks=[user_properties_tables_checks],
-        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+        resources=pipeline_resources(store=store, dwh=dwh),
     )
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
         asset_selection=set(), asset_check_selection=set(check_keys)

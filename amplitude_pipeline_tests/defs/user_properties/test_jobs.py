@@ -15,9 +15,10 @@ from amplitude_pipeline.defs.user_properties.jobs import (
 )
 from amplitude_pipeline.storage.dwh import CHANGEABLE_TABLE, PERMANENT_TABLE, DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore
-from amplitude_pipeline_tests.defs.support import NO_METRICS, failure_metadata, values
+from amplitude_pipeline_tests.defs.support import failure_metadata, values
 from amplitude_pipeline_tests.defs.user_properties.support import patients, permanent_ehr_ids
 from amplitude_pipeline_tests.load.events import upload_events
+from amplitude_pipeline_tests.support import pipeline_resources
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def run_files(
 ) -> ExecuteInProcessResult:
     defs = Definitions(
         jobs=[load_s3_event_files],
-        resources={"raw_event_store": store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+        resources=pipeline_resources(store=store, dwh=dwh),
     )
     run_config = RunConfig(ops={load_s3_event_files_op.name: LoadS3EventFilesConfig(files=files, **config)})
     return defs.resolve_job_def(load_s3_event_files.name).execute_in_process(

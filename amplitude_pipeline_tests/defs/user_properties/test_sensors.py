@@ -36,7 +36,6 @@ from amplitude_pipeline.load.event_files import load_event_file
 from amplitude_pipeline.load.s3_discovery import DiscoveryLimits, data_order_key
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import ListingPage, RawEventStore
-from amplitude_pipeline_tests.defs.support import NO_METRICS
 from amplitude_pipeline_tests.defs.user_properties.support import (
     JOB_DWH_SCHEMA_VARIABLE,
     JOB_S3_PREFIX_VARIABLE,
@@ -45,6 +44,7 @@ from amplitude_pipeline_tests.defs.user_properties.support import (
 )
 from amplitude_pipeline_tests.load.events import event, upload_events
 from amplitude_pipeline_tests.load.support import rows
+from amplitude_pipeline_tests.support import pipeline_resources
 
 pytestmark = pytest.mark.integration
 
@@ -251,7 +251,7 @@ def test_the_runs_it_requests_load_the_files_and_are_not_requested_again(
     ticker = Ticker(sensor, raw_event_store, dwh, pages, instance)
     defs = Definitions(
         jobs=[load_s3_event_files],
-        resources={"raw_event_store": raw_event_store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+        resources=pipeline_resources(store=raw_event_store, dwh=dwh),
     )
 
     (request,) = ticker.tick()
@@ -341,7 +341,7 @@ def test_hourly_export_files_load_in_the_order_of_their_data(
     ticker = Ticker(sensor, raw_event_store, dwh, pages, instance, limits)
     job = Definitions(
         jobs=[load_s3_event_files],
-        resources={"raw_event_store": raw_event_store, "dwh": dwh, "metrics_pusher": NO_METRICS},
+        resources=pipeline_resources(store=raw_event_store, dwh=dwh),
     ).resolve_job_def(load_s3_event_files.name)
 
     runs = 0
