@@ -513,7 +513,7 @@ class DWHRepository:
 
     def _merge_permanent(self, conn: Connection, batch: ReducedBatch) -> TableWriteCounts:
         rows = batch.permanent_rows()
-        counts = TableWriteCounts(candidates=len(rows))
+        counts = TableWriteCounts(candidates=len(rows) + batch.permanent_known)
         if not rows:
             return counts
         target = self.tables.permanent
