@@ -39,7 +39,8 @@ CHUNK_LINES: Final = 100_000
 """Lines a chunk holds at most: small enough to keep both processes busy, large enough that the
 per-message cost does not count."""
 MEMO_USERS: Final = 100_000
-"""Users whose last ``user_properties`` text the decoder remembers (~1 KiB each)."""
+"""Users whose last ``user_properties`` text the decoder remembers (~1 KiB each); the memo judges
+whether it pays over as many lookups (:class:`UserPropertiesMemo`)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def line_chunks(
     memo_users: int = MEMO_USERS,
 ) -> Iterator[LineChunk]:
     """The records of the lines after ``begin_after`` of the gzip JSON-lines ``stream``, in chunks."""
-    decoder = EventLineDecoder(mappings, UserPropertiesMemo(max_users=memo_users))
+    decoder = EventLineDecoder(mappings, UserPropertiesMemo(max_users=memo_users, window=memo_users))
     line_index, lines_in_batch = START_OF_FILE, 0
     chunk = LineChunk(line_index)
     try:

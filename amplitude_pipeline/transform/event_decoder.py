@@ -12,10 +12,11 @@ The outcome is always :func:`~amplitude_pipeline.transform.json_line.transform_l
 this reading does not take as it is goes to ``transform_line``, which decides (its record, or its
 error with its message): a line simdjson refuses (malformed; an integer beyond 64 bits, which
 orjson reads as a float and ``transform_line`` again exactly; nesting past 1,023 levels), a line
-that starts with a UTF-8 byte order mark (simdjson skips it, orjson refuses it), and a line whose
-record does not transform. Whatever else simdjson accepts, orjson accepts too, and reads the four
-fields to the same values (``amplitude_pipeline_tests/transform/test_event_decoder.py``), so a
-line taken here is the record ``transform_line`` gives.
+msgspec refuses (one that starts with a UTF-8 byte order mark, which simdjson skips and orjson
+refuses), and a line whose record does not transform. Whatever else the two accept, orjson
+accepts too, and reads the four fields to the same values
+(``amplitude_pipeline_tests/transform/test_event_decoder.py``), so a line taken here is the
+record ``transform_line`` gives.
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ from amplitude_pipeline.transform.records import (
 )
 
 __all__ = ["EventLineDecoder"]
-
-_BYTE_ORDER_MARK: Final = b"\xef\xbb\xbf"
 
 
 class _Envelope(msgspec.Struct):
@@ -74,8 +73,6 @@ class EventLineDecoder:
 
     def _four_fields(self, line: bytes) -> TransformedRecord | None:
         """The record read from the four fields alone, or ``None`` where ``transform_line`` must decide."""
-        if line.startswith(_BYTE_ORDER_MARK):
-            return None
         try:
             self._validator.parse(line)
             envelope = _ENVELOPE.decode(line)

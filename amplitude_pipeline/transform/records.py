@@ -370,21 +370,24 @@ class UserPropertiesMemo:
     however many users a file has.
 
     Where users seldom repeat a snapshot (a week of many light users), remembering costs time
-    and memory and saves nothing. The memo therefore counts its hits per ``WINDOW`` lookups:
+    and memory and saves nothing. The memo therefore counts its hits per ``window`` lookups:
     below ``MIN_HIT_SHARE`` of them, it forgets everything and rests for ``REST_WINDOWS``
-    windows (converting every snapshot), then tries again. The window is small next to
-    ``max_users``, so a memo that is of no use never grows large. Results are the same either way.
+    windows (converting every snapshot), then tries again. A window small next to
+    ``max_users`` keeps a memo that is of no use from growing large; one as large as
+    ``max_users`` gives users who come back after many others (a user with a few events a
+    week) the time to come back. Results are the same either way.
     """
 
-    __slots__ = ("_hits", "_last", "_lookups", "_max_users", "_resting")
+    __slots__ = ("_hits", "_last", "_lookups", "_max_users", "_resting", "_window")
 
     WINDOW = 10_000
     MIN_HIT_SHARE = 0.15
     REST_WINDOWS = 10
 
-    def __init__(self, max_users: int = 50_000) -> None:
+    def __init__(self, max_users: int = 50_000, window: int = WINDOW) -> None:
         self._last: dict[Any, tuple[Any, tuple[type, ...] | None, _Converted]] = {}
         self._max_users = max_users
+        self._window = window
         self._lookups = 0
         self._hits = 0
         self._resting = 0
@@ -455,8 +458,8 @@ class UserPropertiesMemo:
 
     def _count_lookup(self) -> None:
         self._lookups += 1
-        if self._lookups == self.WINDOW:
-            if self._hits < self.WINDOW * self.MIN_HIT_SHARE:
+        if self._lookups == self._window:
+            if self._hits < self._window * self.MIN_HIT_SHARE:
                 self._last.clear()
-                self._resting = self.WINDOW * self.REST_WINDOWS
+                self._resting = self._window * self.REST_WINDOWS
             self._lookups = self._hits = 0

@@ -3,9 +3,11 @@
 import gzip
 import os
 import shutil
+import signal
 import threading
 import time
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from amplitude_pipeline.load.event_files import EventFileLoadError, FileLoadInPr
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
 from amplitude_pipeline_tests.load.events import event, upload_events
-from amplitude_pipeline_tests.load.support import fail_a_batch_write, forbid_city, rows
+from amplitude_pipeline_tests.load.support import fail_a_batch_write, forbid_city, line_worker_pids, rows
 from amplitude_pipeline_tests.support import DEFAULT_MAPPINGS, NewDWH
 
 pytestmark = pytest.mark.integration
@@ -384,6 +386,57 @@ def numbered_events(count: int) -> list[dict[str, Any]]:
         event(f"2024-01-08 10:{i // 60:02d}:{i % 60:02d}", ehr_id=f"E{i}", amplitude_id=100 + i)
         for i in range(count)
     ]
+
+
+LINES = 30_000
+
+
+class TestTheLineWorker:
+    """The lines are read in a process of their own (load/line_worker.py): when it dies, the load
+    stops after what it had read, retryable, and a rerun resumes there."""
+
+    @pytest.mark.timeout(120)
+    def test_a_killed_worker_stops_the_load_after_its_records_and_a_rerun_loads_the_rest(
+        self, dwh, raw_event_store, monkeypatch
+    ):
+        # More chunks than the pipe between the two processes holds: the worker is still at work.
+        start = datetime(2024, 1, 8)
+        events = [
+            event(f"{start + timedelta(seconds=i):%Y-%m-%d %H:%M:%S}", ehr_id=f"E{i}", amplitude_id=100 + i)
+            for i in range(LINES)
+        ]
+        key = upload_events(raw_event_store, "file.jsonl.gz", events)
+        real_write_batch = DWHRepository.write_batch
+        writes: list[int] = []
+
+        def write_batch_killing_the_worker_at_the_second(self: DWHRepository, conn: Any, batch: Any) -> Any:
+            writes.append(batch.records)
+            if len(writes) == 2:
+                for pid in line_worker_pids():
+                    os.kill(pid, signal.SIGKILL)
+            return real_write_batch(self, conn, batch)
+
+        monkeypatch.setattr(DWHRepository, "write_batch", write_batch_killing_the_worker_at_the_second)
+        with pytest.raises(
+            EventFileLoadError, match=r"the line worker stopped \(killed by signal 9\)"
+        ) as failure:
+            load_event_file(dwh, raw_event_store, key, batch_size=200)
+
+        stopped = failure.value
+        assert stopped.retryable is True
+        assert 400 <= stopped.failed_line < LINES
+        assert stopped.metadata["last_successful_line"] == stopped.failed_line - 1
+        checkpoint = dwh.get_checkpoint(key)
+        assert (checkpoint.last_successful_line, checkpoint.finished) == (stopped.failed_line - 1, False)
+        assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {
+            f"E{i}" for i in range(stopped.failed_line)
+        }
+
+        monkeypatch.setattr(DWHRepository, "write_batch", real_write_batch)
+        rerun = load_event_file(dwh, raw_event_store, key, batch_size=200)
+        assert (rerun.started_after, rerun.records_before + rerun.records) == (stopped.failed_line - 1, LINES)
+        assert {row["ehr_id"] for row in rows(dwh, "permanent")} == {f"E{i}" for i in range(LINES)}
+        assert list(line_worker_pids()) == []
 
 
 class TestNoLineIsLostSilently:
