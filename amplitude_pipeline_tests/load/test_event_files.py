@@ -104,6 +104,26 @@ class TestPermanent:
         assert (row["gender"], row["initial_utm_source"], row["uuid"]) == ("male", "google", first["uuid"])
         assert (result.permanent.inserted, result.permanent.updated) == (1, 1)
 
+    def test_a_repeated_row_is_not_written_again_and_counts_as_unchanged(self, dwh, raw_event_store):
+        first = event("2024-01-08 09:00:00", ehr_id="E1", gender="м", initial_utm_source=None)
+        repeat = event("2024-01-08 10:00:00", ehr_id="E1", gender="м", initial_utm_source=None)
+        fills = event("2024-01-08 11:00:00", ehr_id="E1", gender="ж", initial_utm_source="google")
+        written: list[int] = []
+        real_write_batch = DWHRepository.write_batch
+
+        def write_batch(self: DWHRepository, conn: Any, batch: Any) -> Any:
+            written.append(len(batch.permanent_rows()))
+            return real_write_batch(self, conn, batch)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(DWHRepository, "write_batch", write_batch)
+            result = load(dwh, raw_event_store, [first, repeat, fills], batch_size=1)
+        row = only_row(dwh, "permanent")
+        assert (row["gender"], row["initial_utm_source"], row["uuid"]) == ("male", "google", first["uuid"])
+        assert written == [1, 0, 1]
+        counts = result.permanent
+        assert (counts.candidates, counts.inserted, counts.updated, counts.unchanged) == (3, 1, 1, 1)
+
 
 class TestIdentity:
     def test_anonymous_users_are_kept_per_amplitude_id(self, dwh, raw_event_store):
