@@ -46,7 +46,7 @@ from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.schema import CreateColumn, CreateSchema
-from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
 from amplitude_pipeline.log import Log
@@ -512,6 +512,12 @@ class DWHRepository:
         )
 
     def _merge_permanent(self, conn: Connection, batch: ReducedBatch) -> TableWriteCounts:
+        """One upsert: a new user's row is inserted, a stored row has its NULLs filled.
+
+        An upsert finds each stored row through the primary key; an ``UPDATE … FROM`` the
+        staged rows was planned as a hash join over the whole table, which grew with the table
+        (a week of 400,000 users: 0.16 s a batch to find the few rows with a NULL to fill).
+        """
         rows = batch.permanent_rows()
         counts = TableWriteCounts(candidates=len(rows) + batch.permanent_known)
         if not rows:
@@ -521,32 +527,30 @@ class DWHRepository:
         stage_columns = ("ehr_id", *value_columns, "uuid", "event_time")
         stage = self._stage(conn, target, "stage_permanent", stage_columns, ())
         _copy_rows(conn, stage.name, stage_columns, (row.as_row() for row in rows))
-        counts.inserted = _affected_rows(
-            conn,
-            pg_insert(target)
-            .from_select(stage_columns, select(*(stage.c[name] for name in stage_columns)))
-            .on_conflict_do_nothing(index_elements=[target.c.ehr_id]),
+        staged = pg_insert(target).from_select(
+            stage_columns, select(*(stage.c[name] for name in stage_columns))
         )
         if value_columns:
-            fills_a_null = or_(
-                *(and_(target.c[name].is_(None), stage.c[name].is_not(None)) for name in value_columns)
+            offered = staged.excluded
+            merge = staged.on_conflict_do_update(
+                index_elements=[target.c.ehr_id],
+                set_={name: func.coalesce(target.c[name], offered[name]) for name in value_columns}
+                | {"loaded_at": func.now()},
+                where=or_(
+                    *(and_(target.c[name].is_(None), offered[name].is_not(None)) for name in value_columns)
+                ),
             )
-            counts.updated = _affected_rows(
-                conn,
-                update(target)
-                .values(
-                    {name: func.coalesce(target.c[name], stage.c[name]) for name in value_columns}
-                    | {"loaded_at": func.now()}
-                )
-                .where(target.c.ehr_id == stage.c.ehr_id, fills_a_null),
-            )
+        else:
+            merge = staged.on_conflict_do_nothing(index_elements=[target.c.ehr_id])
+        counts.inserted, counts.updated = _inserted_and_updated(conn, merge, target)
         stage.drop(conn)
         return counts
 
     def _merge_changeable(self, conn: Connection, batch: ReducedBatch) -> TableWriteCounts:
         """The batch's users' stored versions are read first (the merge lock keeps them as read
         until the commit), the batch resolves its rows against them, and only new and replaced
-        rows are written."""
+        rows are written: the new ones inserted, the replaced ones upserted (found through the
+        identity's unique index, as in :meth:`_merge_permanent`)."""
         counts = TableWriteCounts(candidates=batch.users)
         if not batch.users:
             return counts
@@ -567,31 +571,27 @@ class DWHRepository:
         for identity, is_anonymous in (("ehr_id", False), ("amplitude_id", True)):
             stage_rows = stage.c.ehr_id.is_(None) if is_anonymous else stage.c.ehr_id.is_not(None)
             target_rows = target.c.ehr_id.is_(None) if is_anonymous else target.c.ehr_id.is_not(None)
-            counts.inserted += _affected_rows(
-                conn,
-                pg_insert(target)
-                .from_select(
+            for replacing in (False, True):
+                staged = pg_insert(target).from_select(
                     row_columns,
                     select(*(stage.c[name] for name in row_columns)).where(
-                        stage_rows, stage.c.replaces_stored.is_(False)
+                        stage_rows, stage.c.replaces_stored.is_(replacing)
                     ),
                 )
-                .on_conflict_do_nothing(index_elements=[target.c[identity]], index_where=target_rows),
-            )
-            counts.updated += _affected_rows(
-                conn,
-                update(target)
-                .values(
-                    {name: stage.c[name] for name in row_columns if name != identity}
-                    | {"loaded_at": func.now()}
-                )
-                .where(
-                    target.c[identity] == stage.c[identity],
-                    target_rows,
-                    stage_rows,
-                    stage.c.replaces_stored.is_(True),
-                ),
-            )
+                if replacing:
+                    merge = staged.on_conflict_do_update(
+                        index_elements=[target.c[identity]],
+                        index_where=target_rows,
+                        set_={name: staged.excluded[name] for name in row_columns if name != identity}
+                        | {"loaded_at": func.now()},
+                    )
+                else:
+                    merge = staged.on_conflict_do_nothing(
+                        index_elements=[target.c[identity]], index_where=target_rows
+                    )
+                inserted, updated = _inserted_and_updated(conn, merge, target)
+                counts.inserted += inserted
+                counts.updated += updated
         stage.drop(conn)
         return counts
 
@@ -791,10 +791,14 @@ def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _affected_rows(conn: Connection, statement: Insert | Update) -> int:
-    """Rows an INSERT/UPDATE wrote, counted through RETURNING: SQLAlchemy 2.1 on psycopg 3
-    reports ``rowcount`` -1 for INSERT … SELECT."""
-    return len(conn.execute(statement.returning(literal_column("1"))).all())
+def _inserted_and_updated(conn: Connection, upsert: Insert, target: Table) -> tuple[int, int]:
+    """The rows an upsert inserted and those it updated (a row it inserts has no ``xmax`` yet)."""
+    written = upsert.returning(literal_column(f"{_quoted(target.name)}.xmax = 0").label("inserted")).cte(
+        "written"
+    )
+    inserted = func.count().filter(written.c.inserted)
+    row = conn.execute(select(inserted, func.count() - inserted).select_from(written)).one()
+    return row[0], row[1]
 
 
 def _driver_connection(conn: Connection) -> psycopg.Connection[Any]:

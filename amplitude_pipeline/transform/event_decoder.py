@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import msgspec
 import simdjson
+from msgspec.structs import astuple
 
 from amplitude_pipeline.transform.json_line import transform_line
 from amplitude_pipeline.transform.mapping import FieldMappings
@@ -32,6 +33,7 @@ from amplitude_pipeline.transform.records import (
     MISSING,
     TransformedRecord,
     UserPropertiesMemo,
+    convert_identity,
     read_amplitude_id,
     read_event_time,
     read_uuid,
@@ -51,18 +53,68 @@ class _Envelope(msgspec.Struct):
 
 
 _ENVELOPE: Final = msgspec.json.Decoder(_Envelope)
-_JSON: Final = msgspec.json.Decoder()
+_NOT_REMEMBERED: Final = object()
+
+
+class _SnapshotReader:
+    """``user_properties`` text into its column values, without making a dict of it: msgspec reads
+    the object into a struct with one field per key the mapping knows (the identity, the columns'
+    sources, the ignored keys, which are not even built), and refuses one with any other key.
+
+    For a text it reads, the values are :func:`transform_user_properties`'s of the object (a
+    missing key and ``null`` are both NULL, every converter makes NULL of ``null``, and each
+    column has its converter, with what it remembers of strings); for any other text, or a value
+    that does not convert, it raises, and the line is read again by ``transform_line``.
+    """
+
+    __slots__ = ("_columns", "_decoder", "_split")
+
+    def __init__(self, mappings: FieldMappings) -> None:
+        routes = list(mappings.routes.items())  # in slot order
+        read = [mappings.identity_key, *(source for source, _ in routes)]
+        skipped = sorted(mappings.ignore)
+        names = [f"k{index}" for index in range(len(read) + len(skipped))]
+        struct = msgspec.defstruct(
+            "UserProperties",
+            [(name, Any, None) for name in names[: len(read)]]
+            + [(name, msgspec.Raw, msgspec.Raw()) for name in names[len(read) :]],
+            rename=dict(zip(names, [*read, *skipped], strict=True)),
+            forbid_unknown_fields=True,
+            gc=False,
+        )
+        self._decoder = msgspec.json.Decoder(struct)
+        self._columns = [(route.convert, route.remembered) for _, route in routes]
+        self._split = len(mappings.permanent)
+
+    def __call__(self, text: bytes) -> tuple[str | None, tuple[Any, ...], tuple[Any, ...]]:
+        found = astuple(self._decoder.decode(text))
+        values: list[Any] = []
+        append, not_remembered = values.append, _NOT_REMEMBERED
+        # The ignored keys, after the columns, are left out.
+        for value, (convert, remembered) in zip(found[1:], self._columns, strict=False):
+            if value is None:
+                append(None)
+            elif (
+                type(value) is str
+                and (converted := remembered.get(value, not_remembered)) is not not_remembered
+            ):
+                append(converted)
+            else:
+                append(convert(value))
+        split = self._split
+        return convert_identity(found[0]), tuple(values[:split]), tuple(values[split:])
 
 
 class EventLineDecoder:
     """Event lines into records, for one load at a time (it keeps its memo and its parser)."""
 
-    __slots__ = ("_mappings", "_memo", "_validator")
+    __slots__ = ("_mappings", "_memo", "_read_snapshot", "_validator")
 
     def __init__(self, mappings: FieldMappings, memo: UserPropertiesMemo) -> None:
         self._mappings = mappings
         self._memo = memo
         self._validator = simdjson.Parser()
+        self._read_snapshot = _SnapshotReader(mappings)
 
     def record(self, line: bytes) -> TransformedRecord:
         """The record of ``line``; raises what :func:`transform_line` raises for it."""
@@ -81,7 +133,7 @@ class EventLineDecoder:
                 return None
             amplitude_id = read_amplitude_id(envelope.amplitude_id)
             ehr_id, permanent, changeable = self._memo.transform_text(
-                bytes(text), amplitude_id, _JSON.decode, self._mappings
+                bytes(text), amplitude_id, self._read_snapshot
             )
             return TransformedRecord(
                 read_uuid(envelope.uuid),

@@ -58,21 +58,26 @@ def build_converter(
     column_type: ColumnType,
     pattern: re.Pattern[str] | None,
     value_map: dict[str, Any] | None,
+    remembered: dict[str, Any] | None = None,
 ) -> Converter:
     """Compose null handling, ``regex``, ``value_map`` and the cast into one function, which
-    remembers what it made of the strings it saw (:func:`remembering_strings`).
+    remembers what it made of the strings it saw, in ``remembered`` when given
+    (:func:`remembering_strings`).
 
     The value_map targets are cast here, once, so a hit costs a dict lookup. Without
     regex and value_map the converter is the bare cast.
     """
-    return remembering_strings(_build_converter(column_type, pattern, value_map))
+    return remembering_strings(_build_converter(column_type, pattern, value_map), remembered=remembered)
 
 
 REMEMBERED_STRINGS_PER_COLUMN: Final = 10_000
 
 
-def remembering_strings(convert: Converter, limit: int = REMEMBERED_STRINGS_PER_COLUMN) -> Converter:
-    """``convert``, with its results for the first ``limit`` distinct strings remembered.
+def remembering_strings(
+    convert: Converter, limit: int = REMEMBERED_STRINGS_PER_COLUMN, remembered: dict[str, Any] | None = None
+) -> Converter:
+    """``convert``, with its results for the first ``limit`` distinct strings remembered (in
+    ``remembered``, which a caller may look into first, and save the call).
 
     A column mostly holds a few values ("Kazan", "м", "34 years", a birth date shared by many
     users), and converting one (a regex, a date, a value map) costs several times a dict
@@ -83,7 +88,7 @@ def remembering_strings(convert: Converter, limit: int = REMEMBERED_STRINGS_PER_
     only results: a value that fails converts, and fails, again. Past ``limit`` distinct strings
     (a column of free text) results come as they are made, so memory stays bounded.
     """
-    known: dict[str, Any] = {}
+    known: dict[str, Any] = {} if remembered is None else remembered
 
     def convert_remembering(value: Any) -> Any:
         if type(value) is not str:
@@ -235,9 +240,15 @@ class ColumnMapping(_Model):
 
     @cached_property
     def converter(self) -> Converter:
-        """The conversion as a plain function, built once, for loops that call it many times."""
+        """The conversion as a plain function, built once, for loops that call it many times; it
+        remembers its results for strings in :attr:`remembered`."""
         pattern = re.compile(self.regex) if self.regex is not None else None
-        return build_converter(self.type, pattern, self.value_map)
+        return build_converter(self.type, pattern, self.value_map, self.remembered)
+
+    @cached_property
+    def remembered(self) -> dict[str, Any]:
+        """What :attr:`converter` made of the strings it saw: a hot loop looks here before calling it."""
+        return {}
 
 
 class ColumnRoute(NamedTuple):
@@ -250,6 +261,8 @@ class ColumnRoute(NamedTuple):
     slot: int
     column: ColumnMapping
     convert: Converter
+    remembered: dict[str, Any]
+    """``convert``'s results for strings (:func:`remembering_strings`)."""
 
 
 class FieldMappings(_Model):
@@ -306,7 +319,7 @@ class FieldMappings(_Model):
         and pydantic's private-attribute lookup costs about as much as converting a value.
         """
         return {
-            column.source: ColumnRoute(slot, column, column.converter)
+            column.source: ColumnRoute(slot, column, column.converter, column.remembered)
             for slot, (_, column) in enumerate(self.sections())
         }
 

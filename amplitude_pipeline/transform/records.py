@@ -160,6 +160,7 @@ def convert_identity(value: Any) -> str | None:
 
 
 _ErrorSink = Callable[[RecordError], None]
+_NOT_REMEMBERED: Final = object()
 
 
 def _raise(error: RecordError) -> None:
@@ -174,14 +175,19 @@ def _route_user_properties(
     The single implementation behind both the fail-fast and the collect-everything
     entry points.
     """
-    routes = mappings.routes
-    identity_key = mappings.identity_key
+    routes, identity_key, ignore = mappings.routes, mappings.identity_key, mappings.ignore
     values: list[Any] = [None] * len(routes)
     ehr_id = None
+    not_remembered = _NOT_REMEMBERED
     for key, value in user_properties.items():
         route = routes.get(key)
         if route is not None:
-            slot, column, convert = route
+            slot, column, convert, remembered = route
+            if type(value) is str:  # a string converted before costs a lookup, not a call
+                converted = remembered.get(value, not_remembered)
+                if converted is not not_remembered:
+                    values[slot] = converted
+                    continue
             try:
                 values[slot] = convert(value)
             except ConversionFailure as failure:
@@ -194,7 +200,7 @@ def _route_user_properties(
                 ehr_id = convert_identity(value)
             except ConversionFailure as failure:
                 report(ValueConversionError(key, value, failure.reason, "identity", "str"))
-        elif key not in mappings.ignore:
+        elif key not in ignore:
             report(UnknownKeyError(key, value))
     return ehr_id, values
 
@@ -365,7 +371,7 @@ class UserPropertiesMemo:
     Comparing two snapshots is far cheaper than converting one. A snapshot is a dict
     (:meth:`transform`), where equality alone is not enough (``1 == 1.0 == True`` while their
     text forms differ), so the value types must match too; or the object's JSON text
-    (:meth:`transform_text`), whose bytes decide, and which is not even parsed when they match.
+    (:meth:`transform_text`), whose bytes decide, and which is not even read when they match.
     It holds at most ``max_users`` snapshots and starts afresh when full, so memory is bounded
     however many users a file has.
 
@@ -425,21 +431,21 @@ class UserPropertiesMemo:
         return converted
 
     def transform_text(
-        self, text: bytes, user: int | None, read: Callable[[bytes], Any], mappings: FieldMappings
+        self, text: bytes, user: int | None, convert: Callable[[bytes], _Converted]
     ) -> _Converted:
         """The conversion of the ``user_properties`` object written as ``text``: the user's last one
-        when the text is the same bytes, else of ``read(text)`` (which must be an object).
+        when the text is the same bytes, else ``convert(text)``.
 
         ``user`` is the record's ``amplitude_id``: the identity inside the text is not known
         before it is read, and a user's events share their ``amplitude_id``.
         """
         if self._resting:
             self._resting -= 1
-            return transform_user_properties(read_user_properties(read(text)), mappings)
+            return convert(text)
         cached = self._last.get(user)
         if cached is not None and cached[0] == text:
             return self._hit(cached[2])
-        converted = transform_user_properties(read_user_properties(read(text)), mappings)
+        converted = convert(text)
         self._remember(user, text, None, converted)
         return converted
 
