@@ -14,6 +14,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, TypeVar
 
+import orjson
 import psycopg
 from psycopg import sql
 from sqlalchemy import (
@@ -601,29 +602,33 @@ class DWHRepository:
         """The changeable values and ``event_time`` of the rows these users have now.
 
         Read through the driver's cursor: a batch asks for tens of thousands of rows, and
-        psycopg's own row making costs a fraction of SQLAlchemy's per-row processing.
+        psycopg's own row making costs a fraction of SQLAlchemy's per-row processing. The keys
+        go as one JSON array (orjson writes it in C), not as an array parameter, which psycopg
+        dumps element by element in Python (2 s of a 2.2-million-event load).
         """
         columns = sql.SQL(", ").join(sql.Identifier(name) for name in self.tables.changeable_columns)
         table = sql.Identifier(self.db_schema, CHANGEABLE_TABLE)
         stored: dict[UserKey, StoredVersion] = {}
         with _driver_connection(conn).cursor() as cursor:
-            for identity, keys, rows_of_kind in (
-                ("ehr_id", ehr_ids, "ehr_id IS NOT NULL"),
-                ("amplitude_id", amplitude_ids, "ehr_id IS NULL"),
+            for identity, keys, rows_of_kind, key_type in (
+                ("ehr_id", ehr_ids, "ehr_id IS NOT NULL", "text"),
+                ("amplitude_id", amplitude_ids, "ehr_id IS NULL", "bigint"),
             ):
                 if not keys:
                     continue
                 cursor.execute(
                     sql.SQL(
-                        "SELECT {identity}, event_time{sep}{columns} FROM {table} WHERE {kind} AND {identity} = ANY(%s)"
+                        "SELECT {identity}, event_time{sep}{columns} FROM {table} WHERE {kind} AND {identity} = "
+                        "ANY(ARRAY(SELECT CAST(key AS {key_type}) FROM jsonb_array_elements_text(%s::jsonb) AS key))"
                     ).format(
                         identity=sql.Identifier(identity),
                         sep=sql.SQL(", " if self.tables.changeable_columns else ""),
                         columns=columns,
                         table=table,
                         kind=sql.SQL(rows_of_kind),
+                        key_type=sql.SQL(key_type),
                     ),
-                    (keys,),
+                    (orjson.dumps(keys).decode(),),
                 )
                 for row in cursor.fetchall():
                     stored[row[0]] = StoredVersion(row[2:], row[1])
