@@ -12,6 +12,7 @@ import queue
 import threading
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -20,7 +21,7 @@ from sqlalchemy import Connection
 
 from amplitude_pipeline.collector import collect_young
 from amplitude_pipeline.collector import collector_paused as _collector_paused
-from amplitude_pipeline.load.line_records import START_OF_FILE
+from amplitude_pipeline.load.line_records import START_OF_FILE, LineChunk, line_chunks
 from amplitude_pipeline.load.line_worker import LineWorker, LineWorkerError
 from amplitude_pipeline.load.totals import LoadStoppedError, WriteTotals
 from amplitude_pipeline.load.writer import (
@@ -39,14 +40,16 @@ from amplitude_pipeline.storage.dwh import (
     is_db_error,
     is_record_level_db_error,
 )
-from amplitude_pipeline.storage.s3 import RawEventStore, ResumingBody, is_missing_object_error
+from amplitude_pipeline.storage.s3 import RawEventStore, ResumingBody, StoredObject, is_missing_object_error
 from amplitude_pipeline.transform.batch import ReducedBatch, StoredPermanentValues
 from amplitude_pipeline.transform.json_line import transform_line
+from amplitude_pipeline.transform.mapping import FieldMappings
 from amplitude_pipeline.transform.records import UserPropertiesMemo
 
 DEFAULT_BATCH_SIZE = 100_000
 DEFAULT_LOCK_WAIT_SECONDS = 3600.0
 LINES_BETWEEN_COLLECTIONS = 1_000_000
+LINE_WORKER_MIN_BYTES = 2 << 20
 
 
 @dataclass(kw_only=True)
@@ -195,22 +198,30 @@ def _load_locked_file(
             # Unfinished from now on: a load that dies before its first batch is still seen as stuck.
             started = result.checkpoint(result.started_after, finished=False)
             dwh.run_in_transaction(lambda conn: dwh.save_checkpoint(conn, started), log)
-            _load_lines(dwh, result, body, batch_size, log)
+            _load_lines(dwh, result, stored, body, batch_size, log)
     return result
 
 
 def _load_lines(
-    dwh: DWHRepository, result: FileLoadResult, body: ResumingBody, batch_size: int, log: Log | None
+    dwh: DWHRepository,
+    result: FileLoadResult,
+    stored: StoredObject,
+    body: ResumingBody,
+    batch_size: int,
+    log: Log | None,
 ) -> None:
-    """Reduce into batches of ``batch_size`` lines the records that the line worker reads from
-    ``body`` after ``result.started_after``, each committed with its checkpoint; stop at the first
-    line that cannot be loaded."""
-    worker = LineWorker(dwh.mappings, begin_after=result.started_after, batch_size=batch_size)
+    """Reduce into batches of ``batch_size`` lines the records read from ``body`` after
+    ``result.started_after``, each committed with its checkpoint; stop at the first line that
+    cannot be loaded."""
     batch, last_line = ReducedBatch(), result.started_after
     collected_at = last_line
-    with worker, _BatchCommitter(dwh, result, log) as committer, _collector_paused():
+    with (
+        _read_lines(dwh.mappings, result.started_after, batch_size, stored, body) as chunks,
+        _BatchCommitter(dwh, result, log) as committer,
+        _collector_paused(),
+    ):
         try:
-            for chunk in worker.chunks(body):
+            for chunk in chunks:
                 add = batch.add
                 for record in chunk.records:
                     add(record)
@@ -229,6 +240,21 @@ def _load_lines(
                         collected_at = last_line
         except LineWorkerError as error:
             committer.fail(batch, last_line + 1, str(error), retryable=True)
+
+
+@contextmanager
+def _read_lines(
+    mappings: FieldMappings, begin_after: int, batch_size: int, stored: StoredObject, body: ResumingBody
+) -> Iterator[Iterator[LineChunk]]:
+    """The object's records, read by the line worker (a process of its own), or here when the
+    object is smaller than ``LINE_WORKER_MIN_BYTES``: starting the worker costs ~0.2 s, more than
+    reading a small object's lines, and a table run's start-up on a small week cannot afford it.
+    Either way the chunks are :func:`line_chunks`'s."""
+    if stored.size < LINE_WORKER_MIN_BYTES:
+        yield line_chunks(body, mappings, begin_after=begin_after, batch_size=batch_size)
+        return
+    with LineWorker(mappings, begin_after=begin_after, batch_size=batch_size) as worker:
+        yield worker.chunks(body)
 
 
 def _start(

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
+from amplitude_pipeline.load import event_files
 from amplitude_pipeline.load.event_files import EventFileLoadError, FileLoadInProgressError, load_event_file
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
@@ -437,6 +438,7 @@ class TestTheLineWorker:
             return real_write_batch(self, conn, batch)
 
         monkeypatch.setattr(DWHRepository, "write_batch", write_batch_killing_the_worker_at_the_second)
+        monkeypatch.setattr(event_files, "LINE_WORKER_MIN_BYTES", 0)  # a small object is read in-process
         with pytest.raises(
             EventFileLoadError, match=r"the line worker stopped \(killed by signal 9\)"
         ) as failure:

@@ -20,6 +20,7 @@ from amplitude_pipeline.load.line_records import LineChunk, LineFailure, line_ch
 from amplitude_pipeline.load.line_worker import LineWorker, LineWorkerError
 from amplitude_pipeline.transform.json_line import transform_line
 from amplitude_pipeline.transform.mapping import FieldMappings, load_field_mappings
+from amplitude_pipeline_tests.corpus.manifest import load_cases
 from amplitude_pipeline_tests.load.events import event
 from amplitude_pipeline_tests.load.support import line_worker_pids
 from amplitude_pipeline_tests.support import DEFAULT_MAPPINGS
@@ -170,6 +171,18 @@ def test_the_worker_gives_the_chunks_read_in_process(mappings: FieldMappings) ->
     body = gzipped(lines)
 
     assert worker_chunks(io.BytesIO(body), mappings, begin_after=1) == chunks(body, mappings, begin_after=1)
+
+
+CASES = load_cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_the_worker_reads_every_corpus_object_as_it_is_read_in_process(
+    case: Any, mappings: FieldMappings
+) -> None:
+    """The same chunks, failures and their messages included, from the gzip layer's cases up."""
+    body = case.object_bytes(case.lines())
+    assert worker_chunks(io.BytesIO(body), mappings, batch_size=2) == chunks(body, mappings, batch_size=2)
 
 
 def test_the_worker_stops_at_the_first_bad_line(mappings: FieldMappings) -> None:
