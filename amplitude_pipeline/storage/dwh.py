@@ -53,7 +53,7 @@ from sqlalchemy.types import TypeEngine
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.retries import retrying
 from amplitude_pipeline.text import redact, shorten
-from amplitude_pipeline.transform.batch import ReducedBatch, StoredVersion, UserKey
+from amplitude_pipeline.transform.batch import ChangeableRow, ReducedBatch, StoredVersion, UserKey
 from amplitude_pipeline.transform.mapping import ColumnMapping, FieldMappings
 
 PERMANENT_TABLE = "permanent_user_properties"
@@ -252,6 +252,7 @@ class DWHRepository:
         self.mappings = mappings
         self.tables = DWHTables.build(mappings, db_schema)
         self._engine: Engine | None = None
+        self._stages: dict[str, Table] = {}
 
     def __repr__(self) -> str:
         return f"DWHRepository(schema={self.db_schema!r})"  # never the URL: it holds the password
@@ -555,7 +556,17 @@ class DWHRepository:
         counts = TableWriteCounts(candidates=batch.users)
         if not batch.users:
             return counts
-        rows = batch.changeable_rows(self._stored_versions(conn, *batch.user_keys()))
+        rows: list[ChangeableRow] = []
+        ehr_ids, amplitude_ids = batch.user_keys()
+        keys_of_kind: tuple[tuple[str, list[Any]], ...] = (
+            ("ehr_id", ehr_ids),
+            ("amplitude_id", amplitude_ids),
+        )
+        for identity, keys in keys_of_kind:
+            # A page of users at a time: a batch's stored versions all at once were tens of MiB.
+            for start in range(0, len(keys), STORED_VERSIONS_PAGE):
+                page = keys[start : start + STORED_VERSIONS_PAGE]
+                rows.extend(batch.changeable_rows(self._stored_versions(conn, identity, page), page))
         if not rows:
             return counts
         target = self.tables.changeable
@@ -597,42 +608,31 @@ class DWHRepository:
         return counts
 
     def _stored_versions(
-        self, conn: Connection, ehr_ids: list[str], amplitude_ids: list[int]
+        self, conn: Connection, identity: str, keys: list[Any]
     ) -> dict[UserKey, StoredVersion]:
-        """The changeable values and ``event_time`` of the rows these users have now.
+        """The changeable values and ``event_time`` of the rows these users (``ehr_id``\\ s, or the
+        ``amplitude_id``\\ s of anonymous users) have now.
 
         Read through the driver's cursor: a batch asks for tens of thousands of rows, and
         psycopg's own row making costs a fraction of SQLAlchemy's per-row processing. The keys
         go as one JSON array (orjson writes it in C), not as an array parameter, which psycopg
         dumps element by element in Python (2 s of a 2.2-million-event load).
         """
-        columns = sql.SQL(", ").join(sql.Identifier(name) for name in self.tables.changeable_columns)
-        table = sql.Identifier(self.db_schema, CHANGEABLE_TABLE)
-        stored: dict[UserKey, StoredVersion] = {}
+        anonymous = identity == "amplitude_id"
+        statement = sql.SQL(
+            "SELECT {identity}, event_time{sep}{columns} FROM {table} WHERE {kind} AND {identity} = "
+            "ANY(ARRAY(SELECT CAST(key AS {key_type}) FROM jsonb_array_elements_text(%s::jsonb) AS key))"
+        ).format(
+            identity=sql.Identifier(identity),
+            sep=sql.SQL(", " if self.tables.changeable_columns else ""),
+            columns=sql.SQL(", ").join(sql.Identifier(name) for name in self.tables.changeable_columns),
+            table=sql.Identifier(self.db_schema, CHANGEABLE_TABLE),
+            kind=sql.SQL("ehr_id IS NULL" if anonymous else "ehr_id IS NOT NULL"),
+            key_type=sql.SQL("bigint" if anonymous else "text"),
+        )
         with _driver_connection(conn).cursor() as cursor:
-            for identity, keys, rows_of_kind, key_type in (
-                ("ehr_id", ehr_ids, "ehr_id IS NOT NULL", "text"),
-                ("amplitude_id", amplitude_ids, "ehr_id IS NULL", "bigint"),
-            ):
-                if not keys:
-                    continue
-                cursor.execute(
-                    sql.SQL(
-                        "SELECT {identity}, event_time{sep}{columns} FROM {table} WHERE {kind} AND {identity} = "
-                        "ANY(ARRAY(SELECT CAST(key AS {key_type}) FROM jsonb_array_elements_text(%s::jsonb) AS key))"
-                    ).format(
-                        identity=sql.Identifier(identity),
-                        sep=sql.SQL(", " if self.tables.changeable_columns else ""),
-                        columns=columns,
-                        table=table,
-                        kind=sql.SQL(rows_of_kind),
-                        key_type=sql.SQL(key_type),
-                    ),
-                    (orjson.dumps(keys).decode(),),
-                )
-                for row in cursor.fetchall():
-                    stored[row[0]] = StoredVersion(row[2:], row[1])
-        return stored
+            cursor.execute(statement, (orjson.dumps(keys).decode(),))
+            return {row[0]: StoredVersion(row[2:], row[1]) for row in cursor}
 
     def _stage(
         self,
@@ -643,15 +643,21 @@ class DWHRepository:
         extra: Sequence[Column[Any]],
     ) -> Table:
         """A temporary table with the target's column types; the caller drops it after use (one
-        transaction may write several batches), and the transaction's end drops it in any case."""
-        stage = Table(
-            name,
-            MetaData(),
-            *(Column(column, target.c[column].type) for column in columns),
-            *extra,
-            prefixes=["TEMPORARY"],
-            postgresql_on_commit="DROP",
-        )
+        transaction may write several batches), and the transaction's end drops it in any case.
+
+        Its definition is made once, so that the statements over it are compiled once (SQLAlchemy's
+        statement cache), not for every batch.
+        """
+        stage = self._stages.get(name)
+        if stage is None:
+            stage = self._stages[name] = Table(
+                name,
+                MetaData(),
+                *(Column(column, target.c[column].type) for column in columns),
+                *extra,
+                prefixes=["TEMPORARY"],
+                postgresql_on_commit="DROP",
+            )
         stage.create(conn)
         return stage
 
@@ -678,6 +684,7 @@ class DWHRepository:
 
 
 _LOOKUP_CHUNK = 1000  # keys per query: an IN list of bounded size
+STORED_VERSIONS_PAGE = 20_000  # users whose stored versions are read at a time (a few MiB)
 _ADVISORY_DDL_LOCK = 0x616D706C  # "ampl"
 _FILE_LOCK_SPACE = 0x66696C65  # "file"
 _MERGE_LOCK = 0x6D657267  # "merg"

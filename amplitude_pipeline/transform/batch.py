@@ -22,7 +22,7 @@ costs a few hundred bytes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
@@ -158,11 +158,16 @@ class ReducedBatch:
             rows.append(PermanentRow(user, first.uuid, first.event_time, values))
         return rows
 
-    def changeable_rows(self, stored: Mapping[UserKey, StoredVersion]) -> list[ChangeableRow]:
-        """The rows to insert (new users) or to replace (``replaces_stored``); a user whose
-        stored version the batch leaves as it is has none."""
+    def changeable_rows(
+        self, stored: Mapping[UserKey, StoredVersion], users: Iterable[UserKey] | None = None
+    ) -> list[ChangeableRow]:
+        """The rows to insert (new users) or to replace (``replaces_stored``) of ``users`` (the
+        batch's users, all of them when None); a user whose stored version the batch leaves as it
+        is has none."""
         rows = []
-        for user, records in self._in_time_order().items():
+        records_by_user = self._in_time_order()
+        for user in records_by_user if users is None else users:
+            records = records_by_user[user]
             version = stored.get(user)
             if version is None:
                 current, current_values, start = records[0], records[0].changeable, 1
@@ -220,13 +225,15 @@ class StoredPermanentValues:
     a later batch), and writing them cost the loader and PostgreSQL as much as the new ones. A
     user is known once this load has offered their row; what another writer filled meanwhile
     is not known, so such a row is written once more, harmlessly. Holds at most ``max_users``
-    users (starting afresh when full), so memory is bounded however many users a week has.
+    users (~100 bytes each: the masks are shared objects), starting afresh when full, so memory
+    is bounded however many users a week has.
     """
 
-    __slots__ = ("_columns", "_held", "_max_users")
+    __slots__ = ("_columns", "_held", "_masks", "_max_users")
 
     def __init__(self, max_users: int = 500_000) -> None:
         self._held: dict[str, int] = {}
+        self._masks: dict[int, int] = {}
         self._max_users = max_users
         self._columns: list[int] = []
 
@@ -239,7 +246,8 @@ class StoredPermanentValues:
             return False
         if held is None and len(self._held) >= self._max_users:
             self._held.clear()
-        self._held[ehr_id] = offered if held is None else held | offered
+        mask = offered if held is None else held | offered
+        self._held[ehr_id] = self._masks.setdefault(mask, mask)
         return True
 
     def _held_mask(self, values: Sequence[Any]) -> int:
