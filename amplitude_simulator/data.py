@@ -46,11 +46,13 @@ from typing import Any, NamedTuple
 import orjson
 
 __all__ = [
+    "EventTimes",
     "HourFile",
     "PartLayout",
     "PropertyVersion",
     "SimulatedUser",
     "SimulatorConfig",
+    "build_event",
     "day_files",
     "day_layout",
     "expected_lines",
@@ -60,6 +62,7 @@ __all__ = [
     "iter_part_lines",
     "member_name",
     "population",
+    "random_event_types",
     "scoped_random",
 ]
 
@@ -814,13 +817,101 @@ _EVENT_DATA: dict[tuple[bool, bool], dict[str, Any]] = {
 }
 
 
+class EventTimes(NamedTuple):
+    """An event's timestamps in Amplitude's text form (``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+
+    event_time: str
+    client_event_time: str
+    client_upload_time: str
+    server_received_time: str
+    server_upload_time: str
+    processed_time: str
+
+
+def random_event_types(rng: random.Random, count: int) -> list[str]:
+    """``count`` event types drawn with the simulated app's frequencies."""
+    return rng.choices(_EVENT_TYPES, cum_weights=_EVENT_TYPE_CUM_WEIGHTS, k=count)
+
+
+def build_event(
+    user: SimulatedUser,
+    event_type: str,
+    event_ms: int,
+    times: EventTimes,
+    project_id: int,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """One event as the Export API serves it: Amplitude's fields, with the user's snapshot current at
+    ``event_ms`` (the epoch milliseconds of ``times.event_time``).
+
+    Draws the ``$insert_id``, the ``event_id``, the ``event_properties`` and the ``uuid`` from
+    ``rng``, in that order. The dict shares its constant sub-objects with other events: serialize
+    it, never mutate it.
+    """
+    version = user._version_at_ms(event_ms)
+    device = user.device
+    mobile = device.platform != "Web"
+    return {
+        "$insert_id": _uuid4(rng),
+        "$schema": 12,
+        "adid": None,
+        "amplitude_attribution_ids": None,
+        "amplitude_event_type": None,
+        "amplitude_id": user.amplitude_id,
+        "app": project_id,
+        "city": version.city.en,
+        "client_event_time": times.client_event_time,
+        "client_upload_time": times.client_upload_time,
+        "country": version.city.country,
+        "data": _EVENT_DATA[mobile, event_type == "$identify"],
+        "device_brand": device.device_brand,
+        "device_carrier": device.device_carrier,
+        "device_family": device.device_family,
+        "device_id": user.device_id,
+        "device_manufacturer": device.device_manufacturer,
+        "device_model": device.device_model,
+        "device_type": device.device_type,
+        "dma": None,
+        "event_id": rng.randrange(1, 50_000),
+        "event_properties": _event_properties(event_type, rng),
+        "event_time": times.event_time,
+        "event_type": event_type,
+        "group_properties": _EMPTY,
+        "groups": _EMPTY,
+        "idfa": None,
+        "ip_address": user.ip_address,
+        "is_attribution_event": False,
+        "language": user.language,
+        "library": device.library,
+        "location_lat": version.city.lat if mobile else None,
+        "location_lng": version.city.lng if mobile else None,
+        "os_name": device.os_name,
+        "os_version": device.os_version,
+        "paying": None,
+        "platform": device.platform,
+        "processed_time": times.processed_time,
+        "region": version.city.region,
+        "sample_rate": None,
+        "server_received_time": times.server_received_time,
+        "server_upload_time": times.server_upload_time,
+        # Events of one user in the same 30-minute bucket share a session.
+        "session_id": event_ms - (event_ms - user.session_phase_ms) % 1_800_000,
+        "start_version": user.start_version if mobile else None,
+        "user_creation_time": user.user_creation_time,
+        "user_id": user.user_id,
+        "user_properties": version.user_properties,
+        "uuid": _uuid4(rng),
+        "version_name": version.app_version if mobile else None,
+    }
+
+
 def _iter_part_lines(config: SimulatorConfig, day: date, layout: PartLayout) -> Iterator[bytes]:
     """The serialized events of one part, ordered by ``server_received_time``, one at a time."""
     hour, count = layout.hour, layout.events
     rng = scoped_random(config.seed, "events", day.isoformat(), hour, layout.part)
     people = _population(config.seed, config.users, config.history_start, config.history_days)
     users = rng.choices(people.users, cum_weights=people.cum_weights, k=count)
-    event_types = rng.choices(_EVENT_TYPES, cum_weights=_EVENT_TYPE_CUM_WEIGHTS, k=count)
+    event_types = random_event_types(rng, count)
     received_offsets = sorted(
         rng.randrange(layout.received_from_ms, layout.received_to_ms) for _ in range(count)
     )
@@ -841,64 +932,17 @@ def _iter_part_lines(config: SimulatorConfig, day: date, layout: PartLayout) -> 
         if rng.random() < 0.1:  # a device clock a little off
             client_happened = min(last_offset, max(0, happened + rng.randint(-5_000, 5_000)))
         processed = min(last_offset, received + rng.randrange(10, 800))
-        event_ms = hour_start + happened
-        version = user._version_at_ms(event_ms)
-        device = user.device
-        mobile = device.platform != "Web"
-        data = _EVENT_DATA[mobile, event_type == "$identify"]
-        event: dict[str, Any] = {
-            "$insert_id": _uuid4(rng),
-            "$schema": 12,
-            "adid": None,
-            "amplitude_attribution_ids": None,
-            "amplitude_event_type": None,
-            "amplitude_id": user.amplitude_id,
-            "app": config.project_id,
-            "city": version.city.en,
-            "client_event_time": stamp(client_happened),
-            "client_upload_time": stamp(uploaded),
-            "country": version.city.country,
-            "data": data,
-            "device_brand": device.device_brand,
-            "device_carrier": device.device_carrier,
-            "device_family": device.device_family,
-            "device_id": user.device_id,
-            "device_manufacturer": device.device_manufacturer,
-            "device_model": device.device_model,
-            "device_type": device.device_type,
-            "dma": None,
-            "event_id": rng.randrange(1, 50_000),
-            "event_properties": _event_properties(event_type, rng),
-            "event_time": stamp(happened),
-            "event_type": event_type,
-            "group_properties": _EMPTY,
-            "groups": _EMPTY,
-            "idfa": None,
-            "ip_address": user.ip_address,
-            "is_attribution_event": False,
-            "language": user.language,
-            "library": device.library,
-            "location_lat": version.city.lat if mobile else None,
-            "location_lng": version.city.lng if mobile else None,
-            "os_name": device.os_name,
-            "os_version": device.os_version,
-            "paying": None,
-            "platform": device.platform,
-            "processed_time": stamp(processed),
-            "region": version.city.region,
-            "sample_rate": None,
-            "server_received_time": stamp(received),
-            "server_upload_time": stamp(uploaded),
-            # Events of one user in the same 30-minute bucket share a session.
-            "session_id": event_ms - (event_ms - user.session_phase_ms) % 1_800_000,
-            "start_version": user.start_version if mobile else None,
-            "user_creation_time": user.user_creation_time,
-            "user_id": user.user_id,
-            "user_properties": version.user_properties,
-            "uuid": _uuid4(rng),
-            "version_name": version.app_version if mobile else None,
-        }
-        yield orjson.dumps(event)
+        times = EventTimes(
+            event_time=stamp(happened),
+            client_event_time=stamp(client_happened),
+            client_upload_time=stamp(uploaded),
+            server_received_time=stamp(received),
+            server_upload_time=stamp(uploaded),
+            processed_time=stamp(processed),
+        )
+        yield orjson.dumps(
+            build_event(user, event_type, hour_start + happened, times, config.project_id, rng)
+        )
 
 
 def iter_part_lines(config: SimulatorConfig, day: date, hour: int, part: int) -> Iterator[bytes]:

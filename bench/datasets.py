@@ -10,8 +10,9 @@ the cost per event must not grow with the users):
 - **light** (many light users): ~100,000 users (at 1×) with 1–10 events each (uniform), over the
   same week. Users, their identities and their ``user_properties`` snapshots (every conversion of
   the mapping: regex ints, value maps, bool words, dates in both formats, floats, blanks, nulls,
-  missing keys, ignored keys, anonymous users) come from the simulator's ``population``; the event
-  bodies have the simulator's fields. Versions switch inside the week as the simulator's do.
+  missing keys, ignored keys, anonymous users) come from the simulator's ``population``, and each
+  event is built by the simulator's own ``build_event``. Versions switch inside the week as the
+  simulator's do.
 
 Besides those: a **one-line week** (the run start-up) and **user samples** of a week for the
 slow baselines: every event of a subset of users, chosen by a stable hash of the user key, so
@@ -39,8 +40,9 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / ".cache"
 WEEK = date(2024, 1, 8)
-# Bumped whenever generation changes, so that stale cached weeks are never measured.
-GENERATOR_VERSION = 1
+# Bumped whenever a profile's generation changes, so that stale cached weeks are never measured.
+HEAVY_VERSION = 1
+LIGHT_VERSION = 2
 # The simulator's archives are gzip level 3; the light week is written the same way.
 GZIP_LEVEL = 3
 LIGHT_SEED = 1010
@@ -145,7 +147,7 @@ def _write_day_archive(users: int, events_per_day: int, day: date, path: Path) -
 
 def heavy_week(scale: int, users: int, events_per_day: int) -> Dataset:
     """The simulator's week with ``users`` users and ``events_per_day`` events a day."""
-    name = f"heavy-u{users}-d{events_per_day}-v{GENERATOR_VERSION}"
+    name = f"heavy-u{users}-d{events_per_day}-v{HEAVY_VERSION}"
     path = CACHE / f"{name}.jsonl.gz"
     if (cached := _cached(path)) is not None:
         return cached
@@ -184,19 +186,6 @@ def heavy_week(scale: int, users: int, events_per_day: int) -> Dataset:
 _WEEK_START_MS = int(datetime.combine(WEEK, datetime.min.time(), tzinfo=UTC).timestamp() * 1000)
 _WEEK_MS = 7 * 24 * 3_600_000
 
-_EVENT_TYPES: tuple[tuple[str, dict[str, tuple[Any, ...]]], ...] = (
-    ("app_open", {"source": ("icon", "push", "deeplink")}),
-    ("session_start", {}),
-    ("screen_view", {"screen": ("home", "doctors", "appointments", "lab_results", "chat", "profile")}),
-    ("doctor_search", {"specialty": ("therapist", "pediatrician", "cardiologist", "neurologist")}),
-    ("lab_result_viewed", {"test": ("CBC", "glucose", "lipid_panel", "TSH", "vitamin_d")}),
-    ("appointment_booked", {"specialty": ("therapist", "cardiologist"), "telemed": (True, False)}),
-    ("push_opened", {"campaign": ("appointment_reminder", "lab_ready", "checkup_promo")}),
-    ("$identify", {}),
-)
-_EVENT_WEIGHTS = (14, 8, 30, 9, 6, 4, 4, 2)
-
-
 _DAY_NAMES = tuple((WEEK + timedelta(days=offset)).isoformat() for offset in range(8))
 
 
@@ -209,77 +198,29 @@ def _stamp(epoch_ms: int) -> str:
     return f"{_DAY_NAMES[day]} {hour:02d}:{minute:02d}:{second:02d}.{millis:03d}000"
 
 
-def _uuid(rng: random.Random) -> str:
-    text = f"{(rng.getrandbits(128) & ~(0xF000 << 64)) | (0x4000 << 64):032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
 def _light_event(user: Any, event_ms: int, project_id: int, rng: random.Random) -> bytes:
-    """One event with the simulator's fields, carrying the user's snapshot current at ``event_ms``."""
-    version = user.version_at(datetime.fromtimestamp(event_ms / 1000, tz=UTC))
-    device = user.device
-    mobile = device.platform != "Web"
-    event_type, choices = rng.choices(_EVENT_TYPES, weights=_EVENT_WEIGHTS)[0]
+    """One event of the simulator's (its event builder), carrying the user's snapshot current at
+    ``event_ms``."""
+    from amplitude_simulator.data import EventTimes, build_event, random_event_types
+
+    (event_type,) = random_event_types(rng, 1)
     received = event_ms + rng.randrange(50, 3_000)
-    event = {
-        "$insert_id": _uuid(rng),
-        "$schema": 12,
-        "adid": None,
-        "amplitude_attribution_ids": None,
-        "amplitude_event_type": None,
-        "amplitude_id": user.amplitude_id,
-        "app": project_id,
-        "city": version.city.en,
-        "client_event_time": _stamp(event_ms),
-        "client_upload_time": _stamp(received - 20),
-        "country": version.city.country,
-        "data": {"path": "/batch" if mobile else "/2/httpapi", "group_ids": {}, "group_first_event": {}},
-        "device_brand": device.device_brand,
-        "device_carrier": device.device_carrier,
-        "device_family": device.device_family,
-        "device_id": user.device_id,
-        "device_manufacturer": device.device_manufacturer,
-        "device_model": device.device_model,
-        "device_type": device.device_type,
-        "dma": None,
-        "event_id": rng.randrange(1, 50_000),
-        "event_properties": {name: rng.choice(values) for name, values in choices.items()},
-        "event_time": _stamp(event_ms),
-        "event_type": event_type,
-        "group_properties": {},
-        "groups": {},
-        "idfa": None,
-        "ip_address": user.ip_address,
-        "is_attribution_event": False,
-        "language": user.language,
-        "library": device.library,
-        "location_lat": version.city.lat if mobile else None,
-        "location_lng": version.city.lng if mobile else None,
-        "os_name": device.os_name,
-        "os_version": device.os_version,
-        "paying": None,
-        "platform": device.platform,
-        "processed_time": _stamp(received + rng.randrange(10, 800)),
-        "region": version.city.region,
-        "sample_rate": None,
-        "server_received_time": _stamp(received),
-        "server_upload_time": _stamp(received - 20),
-        "session_id": event_ms - (event_ms - user.session_phase_ms) % 1_800_000,
-        "start_version": user.start_version if mobile else None,
-        "user_creation_time": user.user_creation_time,
-        "user_id": user.user_id,
-        "user_properties": version.user_properties,
-        "uuid": _uuid(rng),
-        "version_name": version.app_version if mobile else None,
-    }
-    return orjson.dumps(event)
+    times = EventTimes(
+        event_time=_stamp(event_ms),
+        client_event_time=_stamp(event_ms),
+        client_upload_time=_stamp(received - 20),
+        server_received_time=_stamp(received),
+        server_upload_time=_stamp(received - 20),
+        processed_time=_stamp(received + rng.randrange(10, 800)),
+    )
+    return orjson.dumps(build_event(user, event_type, event_ms, times, project_id, rng))
 
 
 def light_week(scale: int, users: int) -> Dataset:
     """``users`` users with 1–10 events each (uniform), spread over the week, in time order."""
     from amplitude_simulator.data import SimulatorConfig, population, scoped_random
 
-    name = f"light-u{users}-v{GENERATOR_VERSION}"
+    name = f"light-u{users}-v{LIGHT_VERSION}"
     path = CACHE / f"{name}.jsonl.gz"
     if (cached := _cached(path)) is not None:
         return cached

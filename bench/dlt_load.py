@@ -2,14 +2,14 @@
 
     bench/.venv-dlt/bin/python bench/dlt_load.py WEEK_FILE SCHEMA
 
-Every line goes through the project's ``transform_single_record`` (imported from the checkout,
-without the package's Dagster ``__init__``), then into two tables with dlt's default ``merge``
-(``delete-insert``) on the user key and a ``dedup_sort`` on ``event_time``: the permanent rows
-keep the earliest record per ``ehr_id``, the changeable rows the latest per user (``ehr_id``,
-else ``a:<amplitude_id>``). dlt's merge replaces whole rows, so its rules are simpler than
-CONTRACT §6 (no first-non-NULL fill, no "only when a value differs"): the comparison is of
-throughput, not of semantics. Prints one JSON line with the events and the seconds of
-``pipeline.run`` (extract + normalize + load), and the seconds of each of dlt's steps.
+Every line goes through the project's ``transform_single_record`` (imported from the checkout),
+then into two tables with dlt's default ``merge`` (``delete-insert``) on the user key and a
+``dedup_sort`` on ``event_time``: the permanent rows keep the earliest record per ``ehr_id``,
+the changeable rows the latest per user (``ehr_id``, else ``a:<amplitude_id>``). dlt's merge
+replaces whole rows, so its rules are simpler than CONTRACT §6 (no first-non-NULL fill, no "only
+when a value differs"): the comparison is of throughput, not of semantics. Prints one JSON line
+with the events and the seconds of ``pipeline.run`` (extract + normalize + load), and the
+seconds of each of dlt's steps.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import os
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,10 +29,9 @@ ROWS_PER_ITEM = 1000
 
 
 def _import_transform() -> Any:
-    """The project's transform modules, without ``amplitude_pipeline/__init__`` (Dagster)."""
-    package = types.ModuleType("amplitude_pipeline")
-    package.__path__ = [str(REPO / "amplitude_pipeline")]
-    sys.modules["amplitude_pipeline"] = package
+    """The project's transform modules, from the checkout (importing them imports no Dagster, which
+    this virtualenv does not have)."""
+    sys.path.insert(0, str(REPO))
     from amplitude_pipeline.transform import mapping, records
 
     return mapping, records

@@ -23,20 +23,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import BinaryIO, ClassVar
-
-import requests
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
 
 from amplitude_pipeline.amplitude.archive import ArchiveError, append_archive_events
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.retries import DEFAULT_RETRY, RetrySettings, retrying
 from amplitude_pipeline.text import shorten
 
+if TYPE_CHECKING:
+    import requests
+
 DEFAULT_EXPORT_URL = "https://amplitude.com/api/2/export"
 _DOWNLOAD_CHUNK = 1 << 20
 _TOO_MUCH_DATA = frozenset({400, 504})
 _BAD_CREDENTIALS = frozenset({401, 403})
-_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 _NETWORK_ERROR_LIMIT = 300  # requests' messages nest the whole urllib3 chain; its start says enough
 
 
@@ -139,7 +139,15 @@ class AmplitudeExportClient:
         self._auth = (api_key, secret_key)
         self._retry = retry
         self._timeout = (connect_timeout_seconds, read_timeout_seconds)
+        # requests is imported here, not with the module: a run that loads tables never calls the API.
+        import requests
+
         self._session = session or requests.Session()
+        self._network_errors = (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        )
         self._sleep = sleep
         self._log: Log = log or logging.getLogger(__name__)
         self._tmp_dir = tmp_dir
@@ -194,7 +202,7 @@ class AmplitudeExportClient:
         result.requests += 1
         try:
             status = self._download(window, archive_path)
-        except _NETWORK_ERRORS as error:
+        except self._network_errors as error:
             raise AmplitudeTransientError(
                 f"{type(error).__name__}: {shorten(str(error), _NETWORK_ERROR_LIMIT)}"
             ) from error

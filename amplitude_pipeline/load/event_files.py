@@ -8,19 +8,21 @@ with the exact position; the next run resumes after the checkpoint by itself.
 
 from __future__ import annotations
 
-import gc
 import queue
 import threading
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Connection
 
+from amplitude_pipeline.collector import collect_young
 from amplitude_pipeline.collector import collector_paused as _collector_paused
+from amplitude_pipeline.load.line_records import START_OF_FILE, LineChunk, line_chunks
+from amplitude_pipeline.load.line_worker import LineWorker, LineWorkerError
 from amplitude_pipeline.load.totals import LoadStoppedError, WriteTotals
 from amplitude_pipeline.load.writer import (
     PrefixWrite,
@@ -38,21 +40,16 @@ from amplitude_pipeline.storage.dwh import (
     is_db_error,
     is_record_level_db_error,
 )
-from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
-from amplitude_pipeline.transform.batch import ReducedBatch
-from amplitude_pipeline.transform.event_lines import line_failure_message
+from amplitude_pipeline.storage.s3 import RawEventStore, ResumingBody, StoredObject, is_missing_object_error
+from amplitude_pipeline.transform.batch import ReducedBatch, StoredPermanentValues
 from amplitude_pipeline.transform.json_line import transform_line
 from amplitude_pipeline.transform.mapping import FieldMappings
-from amplitude_pipeline.transform.records import (
-    RecordError,
-    TransformedRecord,
-    UserPropertiesMemo,
-    transform_single_record,
-)
+from amplitude_pipeline.transform.records import UserPropertiesMemo
 
 DEFAULT_BATCH_SIZE = 100_000
 DEFAULT_LOCK_WAIT_SECONDS = 3600.0
-START_OF_FILE = -1
+LINES_BETWEEN_COLLECTIONS = 1_000_000
+LINE_WORKER_MIN_BYTES = 2 << 20
 
 
 @dataclass(kw_only=True)
@@ -195,72 +192,69 @@ def _load_locked_file(
     log: Log | None,
 ) -> FileLoadResult:
     checkpoint = dwh.get_checkpoint(key)
-    with store.open_lines(key, log) as (stored, lines):
+    with store.open_object(key, log) as (stored, body):
         result = _start(checkpoint, stored.etag, key, start_after, log)
         if not result.already_loaded:
             # Unfinished from now on: a load that dies before its first batch is still seen as stuck.
             started = result.checkpoint(result.started_after, finished=False)
             dwh.run_in_transaction(lambda conn: dwh.save_checkpoint(conn, started), log)
-            _load_lines(dwh, result, _numbered_lines(lines), batch_size, log)
+            _load_lines(dwh, result, stored, body, batch_size, log)
     return result
 
 
 def _load_lines(
     dwh: DWHRepository,
     result: FileLoadResult,
-    numbered_lines: Iterator[tuple[int, bytes]],
+    stored: StoredObject,
+    body: ResumingBody,
     batch_size: int,
     log: Log | None,
 ) -> None:
-    """Transform the lines after ``result.started_after`` into batches of ``batch_size`` lines,
-    each committed with its checkpoint; stop at the first line that cannot be loaded."""
-    begin_after, mappings, memo = result.started_after, dwh.mappings, UserPropertiesMemo()
-    batch, lines_in_batch, line_index = ReducedBatch(), 0, START_OF_FILE
-    with _BatchCommitter(dwh, result, log) as committer, _collector_paused():
+    """Reduce into batches of ``batch_size`` lines the records read from ``body`` after
+    ``result.started_after``, each committed with its checkpoint; stop at the first line that
+    cannot be loaded."""
+    batch, last_line = ReducedBatch(), result.started_after
+    collected_at = last_line
+    with (
+        _read_lines(dwh.mappings, result.started_after, batch_size, stored, body) as chunks,
+        _BatchCommitter(dwh, result, log) as committer,
+        _collector_paused(),
+    ):
         try:
-            for line_index, line in numbered_lines:
-                if line_index <= begin_after:
-                    continue
-                lines_in_batch += 1
-                if not line or line.isspace():
-                    result.blank_lines += 1
-                else:
-                    try:
-                        batch.add(_record_of(line, mappings, memo))
-                    except _BadLineError as bad:
-                        committer.fail(batch, line_index, bad.message)
-                if lines_in_batch == batch_size:
-                    committer.submit(batch, line_index, finished=False)
-                    batch, lines_in_batch = ReducedBatch(), 0
-                    _collect_batch_garbage()
-        except _UnreadableObjectError as error:
-            committer.fail(batch, error.line_index, str(error), retryable=error.retryable)
-        committer.submit(batch, max(line_index, begin_after), finished=True)
+            for chunk in chunks:
+                add = batch.add
+                for record in chunk.records:
+                    add(record)
+                result.blank_lines += chunk.blank_lines
+                last_line = chunk.last_line
+                if chunk.failure is not None:
+                    failure = chunk.failure
+                    committer.fail(batch, failure.line_index, failure.message, retryable=failure.retryable)
+                if chunk.ends_batch or chunk.finished:
+                    committer.submit(batch, last_line, finished=chunk.finished)
+                    batch = ReducedBatch()
+                    if last_line - collected_at >= LINES_BETWEEN_COLLECTIONS:
+                        # Each collection walks the two batches alive (~a million objects): now
+                        # and then is enough for the few cycles a commit leaves (SQLAlchemy's).
+                        collect_young()
+                        collected_at = last_line
+        except LineWorkerError as error:
+            committer.fail(batch, last_line + 1, str(error), retryable=True)
 
 
-class _BadLineError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-def _record_of(line: bytes, mappings: FieldMappings, memo: UserPropertiesMemo) -> TransformedRecord:
-    """The line's record, or :class:`_BadLineError` saying why it cannot be loaded.
-
-    One ``orjson.loads`` a line; only a line whose parse or transform fails is read again by
-    ``transform_line`` (orjson may have lost a number's digits, CONTRACT §5), whose outcome then
-    stands. A line never fails the load without its number, whatever goes wrong.
-    """
-    try:
-        return transform_single_record(orjson.loads(line), mappings, memo)
-    except (orjson.JSONDecodeError, RecordError):
-        pass
-    except Exception as error:
-        raise _BadLineError(line_failure_message(line, error)) from error
-    try:
-        return transform_line(line, mappings, memo)
-    except Exception as error:
-        raise _BadLineError(line_failure_message(line, error)) from error
+@contextmanager
+def _read_lines(
+    mappings: FieldMappings, begin_after: int, batch_size: int, stored: StoredObject, body: ResumingBody
+) -> Iterator[Iterator[LineChunk]]:
+    """The object's records, read by the line worker (a process of its own), or here when the
+    object is smaller than ``LINE_WORKER_MIN_BYTES``: starting the worker costs ~0.2 s, more than
+    reading a small object's lines, and a table run's start-up on a small week cannot afford it.
+    Either way the chunks are :func:`line_chunks`'s."""
+    if stored.size < LINE_WORKER_MIN_BYTES:
+        yield line_chunks(body, mappings, begin_after=begin_after, batch_size=batch_size)
+        return
+    with LineWorker(mappings, begin_after=begin_after, batch_size=batch_size) as worker:
+        yield worker.chunks(body)
 
 
 def _start(
@@ -394,11 +388,12 @@ _Work = tuple[ReducedBatch, int, bool]
 class _BatchCommitter:
     """Commits batches, in order, on a thread of its own.
 
-    PostgreSQL merges one batch while the next is parsed and transformed. A batch is handed
-    over only when the previous one is committed, so at most two batches are alive: the one
-    being committed and the one being built (a batch holds its records until it is written).
-    Each batch commits with its checkpoint; after a failed commit the rest are dropped, and the
-    loader stops at the first line of the failed batch.
+    PostgreSQL merges one batch while the next is reduced. A batch is handed over only when the
+    previous one is committed, so at most two batches are alive: the one being committed and the
+    one being built (a batch holds its records until it is written). Each batch is sealed
+    (:meth:`ReducedBatch.seal`: its permanent rows resolved, without those this load has written
+    already) and commits with its checkpoint; after a failed commit the rest are dropped, and
+    the loader stops at the first line of the failed batch.
     """
 
     def __init__(self, dwh: DWHRepository, result: FileLoadResult, log: Log | None) -> None:
@@ -408,6 +403,7 @@ class _BatchCommitter:
         self._queue: queue.Queue[_Work | None] = queue.Queue(maxsize=1)
         self._idle = threading.Semaphore(1)
         self._failure: EventFileLoadError | _RefusedBatch | None = None
+        self._stored_permanent = StoredPermanentValues()
         self._thread = threading.Thread(target=self._run, name="dwh-batch-committer", daemon=True)
 
     def __enter__(self) -> _BatchCommitter:
@@ -450,6 +446,7 @@ class _BatchCommitter:
             return  # keep draining, so that the loader never blocks
         checkpoint = self._result.checkpoint(last_line, finished, records=batch.records)
         try:
+            batch.seal(self._stored_permanent)
             self._commit(batch, checkpoint)
         except BaseException as error:  # whatever it is, the load must fail with it
             first_line = self._result.last_successful_line + 1
@@ -478,10 +475,6 @@ class _BatchCommitter:
         result.last_successful_line = checkpoint.last_successful_line
         result.records += batch.records
         result.batches += 1
-
-
-def _collect_batch_garbage() -> None:
-    gc.collect(1)
 
 
 def _info(log: Log | None, message: str) -> None:

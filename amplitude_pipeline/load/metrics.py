@@ -31,19 +31,20 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit, urlunsplit
 from urllib.request import Request, urlopen
 
 import orjson
-from prometheus_client import CollectorRegistry, Gauge, delete_from_gateway, push_to_gateway
-from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from amplitude_pipeline.load.event_files import FileLoadResult
 from amplitude_pipeline.load.tmp_table import MigrationResult
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.storage.dwh import CheckpointGroupState, DWHRepository
 from amplitude_pipeline.text import redact, shorten
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 JOB: Final = "amplitude_pipeline"
 SOURCE_S3: Final = "s3"
@@ -150,6 +151,8 @@ def s3_group_state(dwh: DWHRepository, labels: Mapping[str, str]) -> CheckpointG
 
 def metrics_registry(metrics: LoadMetrics) -> CollectorRegistry:
     """A registry holding just this load's gauges (the grouping key labels them on push)."""
+    from prometheus_client import CollectorRegistry, Gauge  # only a run that pushes needs it
+
     registry = CollectorRegistry()
     for name, value in metrics.values().items():
         Gauge(name, METRIC_HELP[name], registry=registry).set(value)
@@ -175,6 +178,8 @@ def push_load_metrics(
     Credentials in the URL (``http://user:password@host:9091``) go into a Basic-Auth header and
     never into a message. Any failure is logged as a warning and swallowed.
     """
+    from prometheus_client import delete_from_gateway, push_to_gateway
+
     place = ", ".join(f"{name}={value!r}" for name, value in metrics.labels.items())
     address = "the configured URL"  # until the URL is parsed: it may hold a password
     secrets: list[str] = []
@@ -250,6 +255,8 @@ _Handler = Callable[..., Callable[[], None]]
 
 def _gateway(url: str) -> tuple[str, _Handler, list[str]]:
     """The URL without its credentials, the handler that sends them, and the secrets to redact."""
+    from prometheus_client.exposition import basic_auth_handler, default_handler
+
     parts = urlsplit(url if "://" in url else f"http://{url}")
     if parts.password is None:
         return url, default_handler, []

@@ -3,13 +3,12 @@
 import contextlib
 import queue
 import threading
-import zlib
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import boto3.session
 import botocore.exceptions
@@ -17,15 +16,13 @@ import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from amplitude_pipeline.inflate import GzipMemberInflater
+from amplitude_pipeline.inflate import READ_CHUNK, Readable, gzip_line_blocks
 from amplitude_pipeline.log import Log
 from amplitude_pipeline.retries import DEFAULT_RETRY, RetrySettings, describe_error, retrying
 
 DEFAULT_PREFIX = "amplitude/events"
 _PART_SIZE = 64 * 1024 * 1024
-_READ_CHUNK = 1 << 18  # ~1.5 MiB of lines a block: the read-ahead holds a few, not tens of MiB
 _READ_AHEAD_BLOCKS = 4
-_UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LIST_PAGE_SIZE = 1000  # S3 returns at most this many keys per ListObjectsV2 request
 # Multipart from disk: memory is bounded by part size x concurrency, whatever the week's size,
 # and S3 makes the object visible only when the upload completes (whole or not at all).
@@ -159,7 +156,17 @@ class RawEventStore:
 
     @contextmanager
     def open_lines(self, key: str, log: Log | None = None) -> Iterator[tuple[StoredObject, Iterator[bytes]]]:
-        """Stream a gzip JSON-lines object line by line, with the ETag of exactly what is read.
+        """Stream a gzip JSON-lines object line by line, with the ETag of exactly what is read."""
+        with self.open_object(key, log) as (stored, body):
+            lines = iter_gzip_lines(body)
+            try:
+                yield stored, lines
+            finally:
+                lines.close()  # stops the read-ahead thread before its stream goes away
+
+    @contextmanager
+    def open_object(self, key: str, log: Log | None = None) -> Iterator[tuple[StoredObject, "ResumingBody"]]:
+        """An object's bytes as they are stored, with the ETag of exactly what is read.
 
         A connection that breaks mid-body is resumed where it broke (see :class:`ResumingBody`).
         """
@@ -174,11 +181,9 @@ class RawEventStore:
             return ranged["Body"]
 
         body = ResumingBody(response["Body"], stored, reopen, log)
-        lines = iter_gzip_lines(body)
         try:
-            yield stored, lines
+            yield stored, body
         finally:
-            lines.close()  # stops the read-ahead thread before its stream goes away
             body.close()
 
 
@@ -281,77 +286,17 @@ class ResumingBody:
             self._discard_body()
 
 
-class _Readable(Protocol):
-    def read(self, size: int, /) -> bytes: ...
-
-
-def iter_gzip_lines(stream: _Readable, chunk_size: int = _READ_CHUNK) -> Generator[bytes, None, None]:
-    """The lines (without their newline) of a gzip stream of one or more members.
+def iter_gzip_lines(stream: Readable, chunk_size: int = READ_CHUNK) -> Generator[bytes, None, None]:
+    """The lines (without their newline) of a gzip stream of one or more members
+    (:func:`~amplitude_pipeline.inflate.gzip_line_blocks`).
 
     Reading and decompressing run on a thread of their own, a few chunks ahead: inflating releases
-    the GIL, so inflating overlaps the caller's parsing on the other core. Chunks are large
-    and split at once, instead of ``GzipFile``'s small reads and per-line calls. Memory is a
-    few chunks and their decompressed form. A stream that ends inside a member raises
-    ``EOFError``, as ``gzip`` does, after every whole line before it.
+    the GIL, so inflating overlaps the caller's parsing on the other core. Memory is a few chunks
+    and their decompressed form. A stream that ends inside a member raises ``EOFError``, as
+    ``gzip`` does, after every whole line before it.
     """
-    for lines in _read_ahead(_gzip_line_blocks(stream, chunk_size)):
+    for lines in _read_ahead(gzip_line_blocks(stream, chunk_size)):
         yield from lines
-
-
-def _gzip_line_blocks(stream: _Readable, chunk_size: int) -> Iterator[list[bytes]]:
-    """Blocks of whole lines. A UTF-8 byte order mark before the first line is an encoding marker
-    (Windows tools add it), not data; zero bytes after the last member are padding (tape and
-    block tools add it), as ``gzip -d`` reads them."""
-    decompressor = GzipMemberInflater()
-    in_member = False
-    members = 0
-    in_padding = False
-    first_line = True
-    member_offset = 0  # where the current member starts in the compressed object
-    consumed = 0
-    pending = b""
-    while chunk := stream.read(chunk_size):
-        consumed += len(chunk)
-        while chunk:
-            if in_padding or (members and not in_member and not chunk.strip(b"\0")):
-                if chunk.strip(b"\0"):
-                    raise zlib.error(f"data after the zero padding that ends the object (byte {consumed:,})")
-                in_padding = True
-                break
-            if not in_member:
-                member_offset = consumed - len(chunk)
-            in_member = True
-            try:
-                text = decompressor.decompress(chunk)
-            except zlib.error as error:
-                raise zlib.error(_not_gzip_message(error, members, member_offset)) from None
-            if text:
-                lines = (pending + text).split(b"\n")
-                pending = lines.pop()
-                if first_line and lines:
-                    lines[0] = lines[0].removeprefix(_UTF8_BOM)
-                    first_line = False
-                yield lines
-            if not decompressor.eof:
-                break
-            chunk = decompressor.unused_data
-            decompressor = GzipMemberInflater()
-            in_member = False
-            members += 1
-    if in_member:
-        raise EOFError("compressed object ended before the end of its last gzip member (truncated?)")
-    if pending:
-        yield [pending.removeprefix(_UTF8_BOM) if first_line else pending]
-
-
-def _not_gzip_message(error: zlib.error, members: int, member_offset: int) -> str:
-    if "header" not in str(error):
-        return f"{error} (in the gzip member that starts at byte {member_offset:,})"
-    if members == 0:
-        return f"{error}: the object is not gzip-compressed"
-    return (
-        f"{error}: bytes that are not gzip follow the object's last gzip member (from byte {member_offset:,})"
-    )
 
 
 _T = TypeVar("_T")

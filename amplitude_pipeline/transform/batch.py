@@ -22,7 +22,7 @@ costs a few hundred bytes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
@@ -44,8 +44,7 @@ class StoredVersion(NamedTuple):
     event_time: datetime
 
 
-@dataclass(slots=True)
-class PermanentRow:
+class PermanentRow(NamedTuple):
     ehr_id: str
     uuid: str
     event_time: datetime
@@ -74,13 +73,23 @@ class ChangeableRow:
 class ReducedBatch:
     """The records of one batch, per user, and the rows they resolve into."""
 
-    __slots__ = ("_disordered", "_records_by_user", "records", "skipped_without_identity")
+    __slots__ = (
+        "_disordered",
+        "_permanent_rows",
+        "_records_by_user",
+        "permanent_known",
+        "records",
+        "skipped_without_identity",
+    )
 
     def __init__(self) -> None:
         self._records_by_user: dict[UserKey, list[TransformedRecord]] = {}
         self._disordered: set[UserKey] = set()
+        self._permanent_rows: list[PermanentRow] | None = None
         self.records = 0
         self.skipped_without_identity = 0
+        self.permanent_known = 0
+        """Permanent rows left out by :meth:`seal`: the stored rows hold their values already."""
 
     def add(self, record: TransformedRecord) -> None:
         """Keep one record (a hot path: one call per event). Records are added in line order,
@@ -99,6 +108,18 @@ class ReducedBatch:
         if record.event_time < kept[-1].event_time:
             self._disordered.add(user)
         kept.append(record)
+
+    def seal(self, stored: StoredPermanentValues) -> None:
+        """Resolve the permanent rows now, without those that cannot change what is stored, and
+        take no more records. The rows need no database (only stored NULLs are ever filled), so
+        this is done where the batch is built, off the process that writes it."""
+        rows = []
+        for row in self._resolve_permanent_rows():
+            if stored.adds_values(row.ehr_id, row.values):
+                rows.append(row)
+            else:
+                self.permanent_known += 1
+        self._permanent_rows = rows
 
     @property
     def users(self) -> int:
@@ -119,7 +140,13 @@ class ReducedBatch:
         return self._records_by_user
 
     def permanent_rows(self) -> list[PermanentRow]:
-        """One row per ``ehr_id``: the earliest record's, each column its first non-NULL value."""
+        """One row per ``ehr_id``: the earliest record's, each column its first non-NULL value
+        (after :meth:`seal`, only the rows that may change what is stored)."""
+        if self._permanent_rows is not None:
+            return self._permanent_rows
+        return self._resolve_permanent_rows()
+
+    def _resolve_permanent_rows(self) -> list[PermanentRow]:
         rows = []
         for user, records in self._in_time_order().items():
             if type(user) is not str:
@@ -131,11 +158,16 @@ class ReducedBatch:
             rows.append(PermanentRow(user, first.uuid, first.event_time, values))
         return rows
 
-    def changeable_rows(self, stored: Mapping[UserKey, StoredVersion]) -> list[ChangeableRow]:
-        """The rows to insert (new users) or to replace (``replaces_stored``); a user whose
-        stored version the batch leaves as it is has none."""
+    def changeable_rows(
+        self, stored: Mapping[UserKey, StoredVersion], users: Iterable[UserKey] | None = None
+    ) -> list[ChangeableRow]:
+        """The rows to insert (new users) or to replace (``replaces_stored``) of ``users`` (the
+        batch's users, all of them when None); a user whose stored version the batch leaves as it
+        is has none."""
         rows = []
-        for user, records in self._in_time_order().items():
+        records_by_user = self._in_time_order()
+        for user in records_by_user if users is None else users:
+            records = records_by_user[user]
             version = stored.get(user)
             if version is None:
                 current, current_values, start = records[0], records[0].changeable, 1
@@ -182,3 +214,50 @@ def _fill_nulls_in_time_order(values: list[Any], records: list[TransformedRecord
         if not still_missing:
             return
         missing = still_missing
+
+
+class StoredPermanentValues:
+    """Which permanent columns each user's stored row holds a value in, as far as one load wrote them.
+
+    A user's permanent row, once there, only has its NULLs filled (CONTRACT §6), by any writer:
+    a row that offers values only where the stored row has some already changes nothing, and
+    need not be written. Most of a week's permanent rows are such repeats (a user seen again in
+    a later batch), and writing them cost the loader and PostgreSQL as much as the new ones. A
+    user is known once this load has offered their row; what another writer filled meanwhile
+    is not known, so such a row is written once more, harmlessly. Holds at most ``max_users``
+    users (~100 bytes each: the masks are shared objects), starting afresh when full, so memory
+    is bounded however many users a week has.
+    """
+
+    __slots__ = ("_columns", "_held", "_masks", "_max_users")
+
+    def __init__(self, max_users: int = 500_000) -> None:
+        self._held: dict[str, int] = {}
+        self._masks: dict[int, int] = {}
+        self._max_users = max_users
+        self._columns: list[int] = []
+
+    def adds_values(self, ehr_id: str, values: Sequence[Any]) -> bool:
+        """Whether writing ``values`` as ``ehr_id``'s row may change the stored row; from now on
+        the stored row counts as holding them."""
+        offered = self._held_mask(values)
+        held = self._held.get(ehr_id)
+        if held is not None and offered & ~held == 0:
+            return False
+        if held is None and len(self._held) >= self._max_users:
+            self._held.clear()
+        mask = offered if held is None else held | offered
+        self._held[ehr_id] = self._masks.setdefault(mask, mask)
+        return True
+
+    def _held_mask(self, values: Sequence[Any]) -> int:
+        """One bit per column with a value."""
+        if len(self._columns) != len(values):
+            self._columns = [1 << index for index in range(len(values))]
+        if None not in values:
+            return (1 << len(values)) - 1
+        mask = 0
+        for bit, value in zip(self._columns, values, strict=True):
+            if value is not None:
+                mask |= bit
+        return mask

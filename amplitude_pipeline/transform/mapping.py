@@ -58,42 +58,49 @@ def build_converter(
     column_type: ColumnType,
     pattern: re.Pattern[str] | None,
     value_map: dict[str, Any] | None,
+    remembered: dict[str, Any] | None = None,
 ) -> Converter:
-    """Compose null handling, ``regex``, ``value_map`` and the cast into one function.
+    """Compose null handling, ``regex``, ``value_map`` and the cast into one function, which
+    remembers what it made of the strings it saw, in ``remembered`` when given
+    (:func:`remembering_strings`).
 
     The value_map targets are cast here, once, so a hit costs a dict lookup. Without
-    regex and value_map the converter is the bare cast, and text columns share equal strings
-    (:func:`sharing_equal_strings`).
+    regex and value_map the converter is the bare cast.
     """
-    converter = _build_converter(column_type, pattern, value_map)
-    return sharing_equal_strings(converter) if column_type == "str" else converter
+    return remembering_strings(_build_converter(column_type, pattern, value_map), remembered=remembered)
 
 
-SHARED_STRINGS_PER_COLUMN: Final = 10_000
+REMEMBERED_STRINGS_PER_COLUMN: Final = 10_000
 
 
-def sharing_equal_strings(convert: Converter, limit: int = SHARED_STRINGS_PER_COLUMN) -> Converter:
-    """``convert``, returning one object for equal strings.
+def remembering_strings(
+    convert: Converter, limit: int = REMEMBERED_STRINGS_PER_COLUMN, remembered: dict[str, Any] | None = None
+) -> Converter:
+    """``convert``, with its results for the first ``limit`` distinct strings remembered (in
+    ``remembered``, which a caller may look into first, and save the call).
 
-    A text column mostly holds a few values ("Kazan", "android"), yet every event's JSON gives
-    its own copy of them, and a batch keeps its records until it is written: on a week of many
-    light users that was ~50 MiB of equal strings per 100,000-line batch. The first ``limit``
-    distinct strings are kept for sharing; past them (a column of free text) results are
-    returned as they come, so the memory stays bounded.
+    A column mostly holds a few values ("Kazan", "м", "34 years", a birth date shared by many
+    users), and converting one (a regex, a date, a value map) costs several times a dict
+    lookup; each event of a week carries every one of them again. Remembering also makes equal
+    strings one object: a batch keeps its records until it is written, and on a week of many
+    light users every event's own copy of "Kazan" was ~50 MiB a batch. Only strings are
+    remembered (``1``, ``1.0`` and ``true`` are equal in Python but convert differently), and
+    only results: a value that fails converts, and fails, again. Past ``limit`` distinct strings
+    (a column of free text) results come as they are made, so memory stays bounded.
     """
-    shared: dict[str, str] = {}
+    known: dict[str, Any] = {} if remembered is None else remembered
 
-    def convert_and_share(value: Any) -> Any:
-        result = convert(value)
-        if type(result) is str:
-            kept = shared.get(result)
-            if kept is not None:
-                return kept
-            if len(shared) < limit:
-                shared[result] = result
+    def convert_remembering(value: Any) -> Any:
+        if type(value) is not str:
+            return convert(value)
+        result = known.get(value, _MISSING)
+        if result is _MISSING:
+            result = convert(value)
+            if len(known) < limit:
+                known[value] = result
         return result
 
-    return convert_and_share
+    return convert_remembering
 
 
 def _build_converter(
@@ -151,7 +158,18 @@ def _normalise_value_map_key(key: Any) -> str:
     raise ValueError(f"key {short_repr(key)} is not a string; quote it")
 
 
-class ColumnMapping(BaseModel):
+class _Model(BaseModel):
+    """A model that pickles without its cached properties (converters are closures, which pickle
+    cannot carry): they are built again on first use. The line worker gets its mapping so."""
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        fields = type(self).model_fields
+        state["__dict__"] = {name: value for name, value in state["__dict__"].items() if name in fields}
+        return state
+
+
+class ColumnMapping(_Model):
     """One column: its name, the ``user_properties`` key it reads and how the value is converted."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -222,9 +240,15 @@ class ColumnMapping(BaseModel):
 
     @cached_property
     def converter(self) -> Converter:
-        """The conversion as a plain function, built once, for loops that call it many times."""
+        """The conversion as a plain function, built once, for loops that call it many times; it
+        remembers its results for strings in :attr:`remembered`."""
         pattern = re.compile(self.regex) if self.regex is not None else None
-        return build_converter(self.type, pattern, self.value_map)
+        return build_converter(self.type, pattern, self.value_map, self.remembered)
+
+    @cached_property
+    def remembered(self) -> dict[str, Any]:
+        """What :attr:`converter` made of the strings it saw: a hot loop looks here before calling it."""
+        return {}
 
 
 class ColumnRoute(NamedTuple):
@@ -237,9 +261,11 @@ class ColumnRoute(NamedTuple):
     slot: int
     column: ColumnMapping
     convert: Converter
+    remembered: dict[str, Any]
+    """``convert``'s results for strings (:func:`remembering_strings`)."""
 
 
-class FieldMappings(BaseModel):
+class FieldMappings(_Model):
     """The validated mapping file: identity key, ignored keys and the two column lists."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -293,7 +319,7 @@ class FieldMappings(BaseModel):
         and pydantic's private-attribute lookup costs about as much as converting a value.
         """
         return {
-            column.source: ColumnRoute(slot, column, column.converter)
+            column.source: ColumnRoute(slot, column, column.converter, column.remembered)
             for slot, (_, column) in enumerate(self.sections())
         }
 

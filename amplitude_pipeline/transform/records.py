@@ -160,6 +160,7 @@ def convert_identity(value: Any) -> str | None:
 
 
 _ErrorSink = Callable[[RecordError], None]
+_NOT_REMEMBERED: Final = object()
 
 
 def _raise(error: RecordError) -> None:
@@ -174,14 +175,19 @@ def _route_user_properties(
     The single implementation behind both the fail-fast and the collect-everything
     entry points.
     """
-    routes = mappings.routes
-    identity_key = mappings.identity_key
+    routes, identity_key, ignore = mappings.routes, mappings.identity_key, mappings.ignore
     values: list[Any] = [None] * len(routes)
     ehr_id = None
+    not_remembered = _NOT_REMEMBERED
     for key, value in user_properties.items():
         route = routes.get(key)
         if route is not None:
-            slot, column, convert = route
+            slot, column, convert, remembered = route
+            if type(value) is str:  # a string converted before costs a lookup, not a call
+                converted = remembered.get(value, not_remembered)
+                if converted is not not_remembered:
+                    values[slot] = converted
+                    continue
             try:
                 values[slot] = convert(value)
             except ConversionFailure as failure:
@@ -194,7 +200,7 @@ def _route_user_properties(
                 ehr_id = convert_identity(value)
             except ConversionFailure as failure:
                 report(ValueConversionError(key, value, failure.reason, "identity", "str"))
-        elif key not in mappings.ignore:
+        elif key not in ignore:
             report(UnknownKeyError(key, value))
     return ehr_id, values
 
@@ -229,8 +235,8 @@ def _user_properties_error(value: Any) -> MalformedRecordError:
     )
 
 
-def _record_uuid(record: Mapping[str, Any]) -> str:
-    value = record.get("uuid", MISSING)
+def read_uuid(value: Any) -> str:
+    """A record's ``uuid`` field (:data:`MISSING` when absent) as canonical UUID text."""
     if type(value) is str:
         if _CANONICAL_UUID.fullmatch(value) is not None:
             return value
@@ -245,8 +251,8 @@ def _record_uuid(record: Mapping[str, Any]) -> str:
     raise MalformedRecordError("uuid", value, f"expected a UUID string, got {describe_json_kind(value)}")
 
 
-def _record_event_time(record: Mapping[str, Any]) -> datetime:
-    value = record.get("event_time", MISSING)
+def read_event_time(value: Any) -> datetime:
+    """A record's ``event_time`` field (:data:`MISSING` when absent) as an aware UTC datetime."""
     if type(value) is str:
         if len(value) <= _LONGEST_DATE and _is_a_date(value):
             # A day is not a moment: read as midnight it would make the event the oldest of its
@@ -276,10 +282,10 @@ def _is_a_date(text: str) -> bool:
     return True
 
 
-def _record_amplitude_id(record: Mapping[str, Any]) -> int | None:
-    value = record.get("amplitude_id")
-    if value is None:
-        return value
+def read_amplitude_id(value: Any) -> int | None:
+    """A record's ``amplitude_id`` field (null or absent: ``None``) as a bigint."""
+    if value is None or value is MISSING:
+        return None
     if type(value) is int:
         if BIGINT_MIN <= value <= BIGINT_MAX:
             return value
@@ -287,8 +293,24 @@ def _record_amplitude_id(record: Mapping[str, Any]) -> int | None:
     raise MalformedRecordError("amplitude_id", value, f"expected an integer, got {describe_json_kind(value)}")
 
 
+def _record_uuid(record: Mapping[str, Any]) -> str:
+    return read_uuid(record.get("uuid", MISSING))
+
+
+def _record_event_time(record: Mapping[str, Any]) -> datetime:
+    return read_event_time(record.get("event_time", MISSING))
+
+
+def _record_amplitude_id(record: Mapping[str, Any]) -> int | None:
+    return read_amplitude_id(record.get("amplitude_id"))
+
+
 def _record_user_properties(record: Mapping[str, Any]) -> Mapping[str, Any]:
-    value = record.get("user_properties", MISSING)
+    return read_user_properties(record.get("user_properties", MISSING))
+
+
+def read_user_properties(value: Any) -> Mapping[str, Any]:
+    """A record's ``user_properties`` field (:data:`MISSING` when absent), which must be an object."""
     if type(value) is dict or isinstance(value, Mapping):  # the exact check first: ABCs are slow
         return value
     raise _user_properties_error(value)
@@ -346,27 +368,32 @@ class UserPropertiesMemo:
 
     Every event carries the user's whole snapshot, and a user has few versions of it, so when
     a user has many events most of them repeat the snapshot of the user's previous event.
-    Comparing two dicts is far cheaper than converting one. Equality alone is not enough
-    (``1 == 1.0 == True`` while their text forms differ), so the value types must match too.
-    It holds at most ``max_users`` snapshots (a few KiB each) and starts afresh when full, so
-    memory is bounded however many users a file has.
+    Comparing two snapshots is far cheaper than converting one. A snapshot is a dict
+    (:meth:`transform`), where equality alone is not enough (``1 == 1.0 == True`` while their
+    text forms differ), so the value types must match too; or the object's JSON text
+    (:meth:`transform_text`), whose bytes decide, and which is not even read when they match.
+    It holds at most ``max_users`` snapshots and starts afresh when full, so memory is bounded
+    however many users a file has.
 
     Where users seldom repeat a snapshot (a week of many light users), remembering costs time
-    and memory and saves nothing. The memo therefore counts its hits per ``WINDOW`` lookups:
+    and memory and saves nothing. The memo therefore counts its hits per ``window`` lookups:
     below ``MIN_HIT_SHARE`` of them, it forgets everything and rests for ``REST_WINDOWS``
-    windows (converting every snapshot), then tries again. The window is small next to
-    ``max_users``, so a memo that is of no use never grows large. Results are the same either way.
+    windows (converting every snapshot), then tries again. A window small next to
+    ``max_users`` keeps a memo that is of no use from growing large; one as large as
+    ``max_users`` gives users who come back after many others (a user with a few events a
+    week) the time to come back. Results are the same either way.
     """
 
-    __slots__ = ("_hits", "_last", "_lookups", "_max_users", "_resting")
+    __slots__ = ("_hits", "_last", "_lookups", "_max_users", "_resting", "_window")
 
     WINDOW = 10_000
     MIN_HIT_SHARE = 0.15
     REST_WINDOWS = 10
 
-    def __init__(self, max_users: int = 50_000) -> None:
-        self._last: dict[Any, tuple[Mapping[str, Any], tuple[type, ...], _Converted]] = {}
+    def __init__(self, max_users: int = 50_000, window: int = WINDOW) -> None:
+        self._last: dict[Any, tuple[Any, tuple[type, ...] | None, _Converted]] = {}
         self._max_users = max_users
+        self._window = window
         self._lookups = 0
         self._hits = 0
         self._resting = 0
@@ -381,6 +408,7 @@ class UserPropertiesMemo:
     def transform(
         self, user_properties: Mapping[str, Any], amplitude_id: int | None, mappings: FieldMappings
     ) -> _Converted:
+        """:func:`transform_user_properties` of a snapshot, the user's last one if it is the same."""
         if self._resting:
             self._resting -= 1
             return transform_user_properties(user_properties, mappings)
@@ -391,26 +419,53 @@ class UserPropertiesMemo:
             cached = self._last.get(user)
         except TypeError:  # an unhashable identity value: the conversion reports it
             return transform_user_properties(user_properties, mappings)
-        self._lookups += 1
         # Types are compared only once the values are equal: a first sighting costs one lookup.
         if (
             cached is not None
             and cached[0] == user_properties
             and cached[1] == tuple(map(type, user_properties.values()))
         ):
-            self._hits += 1
-            converted = cached[2]
-        else:
-            converted = transform_user_properties(user_properties, mappings)
-            if cached is None and len(self._last) >= self._max_users:
-                self._last.clear()
-            self._last[user] = (user_properties, tuple(map(type, user_properties.values())), converted)
-        if self._lookups == self.WINDOW:
-            self._judge_the_window()
+            return self._hit(cached[2])
+        converted = transform_user_properties(user_properties, mappings)
+        self._remember(user, user_properties, tuple(map(type, user_properties.values())), converted)
         return converted
 
-    def _judge_the_window(self) -> None:
-        if self._hits < self.WINDOW * self.MIN_HIT_SHARE:
+    def transform_text(
+        self, text: bytes, user: int | None, convert: Callable[[bytes], _Converted]
+    ) -> _Converted:
+        """The conversion of the ``user_properties`` object written as ``text``: the user's last one
+        when the text is the same bytes, else ``convert(text)``.
+
+        ``user`` is the record's ``amplitude_id``: the identity inside the text is not known
+        before it is read, and a user's events share their ``amplitude_id``.
+        """
+        if self._resting:
+            self._resting -= 1
+            return convert(text)
+        cached = self._last.get(user)
+        if cached is not None and cached[0] == text:
+            return self._hit(cached[2])
+        converted = convert(text)
+        self._remember(user, text, None, converted)
+        return converted
+
+    def _hit(self, converted: _Converted) -> _Converted:
+        self._hits += 1
+        self._count_lookup()
+        return converted
+
+    def _remember(
+        self, user: Any, snapshot: Any, types: tuple[type, ...] | None, converted: _Converted
+    ) -> None:
+        if user not in self._last and len(self._last) >= self._max_users:
             self._last.clear()
-            self._resting = self.WINDOW * self.REST_WINDOWS
-        self._lookups = self._hits = 0
+        self._last[user] = (snapshot, types, converted)
+        self._count_lookup()
+
+    def _count_lookup(self) -> None:
+        self._lookups += 1
+        if self._lookups == self._window:
+            if self._hits < self._window * self.MIN_HIT_SHARE:
+                self._last.clear()
+                self._resting = self._window * self.REST_WINDOWS
+            self._lookups = self._hits = 0

@@ -1,7 +1,8 @@
 """DWH helpers for loader tests: reading the tables, constraining them, seeding tmp_user_properties."""
 
+import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -80,3 +81,19 @@ def fail_a_batch_write(
 
     monkeypatch.setattr(DWHRepository, "write_batch", write_batch)
     return calls
+
+
+def line_worker_pids() -> Iterator[int]:
+    """The line worker processes (amplitude_pipeline.load.line_worker) this process started."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as command:
+                is_worker = b"amplitude_pipeline.load.line_worker" in command.read()
+        except OSError:
+            continue
+        if parent == os.getpid() and is_worker:
+            yield int(entry)

@@ -3,10 +3,11 @@
 import gzip
 import os
 import shutil
+import signal
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from amplitude_pipeline.load.event_files import EventFileLoadError, FileLoadInPr
 from amplitude_pipeline.storage.dwh import DWHRepository
 from amplitude_pipeline.storage.s3 import RawEventStore, is_missing_object_error
 from amplitude_pipeline_tests.load.events import event, upload_events
-from amplitude_pipeline_tests.load.support import fail_a_batch_write, forbid_city, rows
+from amplitude_pipeline_tests.load.support import fail_a_batch_write, forbid_city, line_worker_pids, rows
 from amplitude_pipeline_tests.support import DEFAULT_MAPPINGS, NewDWH
 
 pytestmark = pytest.mark.integration
@@ -103,6 +104,26 @@ class TestPermanent:
         row = only_row(dwh, "permanent")
         assert (row["gender"], row["initial_utm_source"], row["uuid"]) == ("male", "google", first["uuid"])
         assert (result.permanent.inserted, result.permanent.updated) == (1, 1)
+
+    def test_a_repeated_row_is_not_written_again_and_counts_as_unchanged(self, dwh, raw_event_store):
+        first = event("2024-01-08 09:00:00", ehr_id="E1", gender="м", initial_utm_source=None)
+        repeat = event("2024-01-08 10:00:00", ehr_id="E1", gender="м", initial_utm_source=None)
+        fills = event("2024-01-08 11:00:00", ehr_id="E1", gender="ж", initial_utm_source="google")
+        written: list[int] = []
+        real_write_batch = DWHRepository.write_batch
+
+        def write_batch(self: DWHRepository, conn: Any, batch: Any) -> Any:
+            written.append(len(batch.permanent_rows()))
+            return real_write_batch(self, conn, batch)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(DWHRepository, "write_batch", write_batch)
+            result = load(dwh, raw_event_store, [first, repeat, fills], batch_size=1)
+        row = only_row(dwh, "permanent")
+        assert (row["gender"], row["initial_utm_source"], row["uuid"]) == ("male", "google", first["uuid"])
+        assert written == [1, 0, 1]
+        counts = result.permanent
+        assert (counts.candidates, counts.inserted, counts.updated, counts.unchanged) == (3, 1, 1, 1)
 
 
 class TestIdentity:
@@ -338,22 +359,30 @@ class TestLinesAndBatches:
 def test_a_read_that_breaks_mid_object_stops_at_the_next_line_and_may_be_retried(
     dwh, raw_event_store, monkeypatch
 ):
-    key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(6))
-    open_lines = RawEventStore.open_lines
+    # One gzip member a line, so that the bytes before the break hold exactly lines 0-2.
+    members = [gzip.compress(orjson.dumps(item) + b"\n") for item in numbered_events(6)]
+    key = f"{raw_event_store.prefix}/file.jsonl.gz"
+    raw_event_store.client.put_object(Bucket=raw_event_store.bucket, Key=key, Body=b"".join(members))
+    open_object = RawEventStore.open_object
+    intact = sum(map(len, members[:3]))
+
+    class Breaking:
+        def __init__(self, body: Any) -> None:
+            self.body, self.given = body, 0
+
+        def read(self, size: int) -> bytes:
+            if self.given >= intact:
+                raise OSError("connection reset by peer")
+            data = self.body.read(min(size, intact - self.given))
+            self.given += len(data)
+            return data
 
     @contextmanager
     def breaking_after_three_lines(self, key, log=None):
-        with open_lines(self, key, log) as (stored, lines):
+        with open_object(self, key, log) as (stored, body):
+            yield stored, Breaking(body)
 
-            def broken() -> Iterator[bytes]:
-                for index, line in enumerate(lines):
-                    if index == 3:
-                        raise OSError("connection reset by peer")
-                    yield line
-
-            yield stored, broken()
-
-    monkeypatch.setattr(RawEventStore, "open_lines", breaking_after_three_lines)
+    monkeypatch.setattr(RawEventStore, "open_object", breaking_after_three_lines)
     with pytest.raises(EventFileLoadError, match="connection reset by peer") as failure:
         load_event_file(dwh, raw_event_store, key, batch_size=2)
     assert (failure.value.metadata["failed_line"], failure.value.metadata["last_successful_line"]) == (3, 2)
@@ -378,6 +407,58 @@ def numbered_events(count: int) -> list[dict[str, Any]]:
         event(f"2024-01-08 10:{i // 60:02d}:{i % 60:02d}", ehr_id=f"E{i}", amplitude_id=100 + i)
         for i in range(count)
     ]
+
+
+LINES = 30_000
+
+
+class TestTheLineWorker:
+    """The lines are read in a process of their own (load/line_worker.py): when it dies, the load
+    stops after what it had read, retryable, and a rerun resumes there."""
+
+    @pytest.mark.timeout(120)
+    def test_a_killed_worker_stops_the_load_after_its_records_and_a_rerun_loads_the_rest(
+        self, dwh, raw_event_store, monkeypatch
+    ):
+        # More chunks than the pipe between the two processes holds: the worker is still at work.
+        start = datetime(2024, 1, 8)
+        events = [
+            event(f"{start + timedelta(seconds=i):%Y-%m-%d %H:%M:%S}", ehr_id=f"E{i}", amplitude_id=100 + i)
+            for i in range(LINES)
+        ]
+        key = upload_events(raw_event_store, "file.jsonl.gz", events)
+        real_write_batch = DWHRepository.write_batch
+        writes: list[int] = []
+
+        def write_batch_killing_the_worker_at_the_second(self: DWHRepository, conn: Any, batch: Any) -> Any:
+            writes.append(batch.records)
+            if len(writes) == 2:
+                for pid in line_worker_pids():
+                    os.kill(pid, signal.SIGKILL)
+            return real_write_batch(self, conn, batch)
+
+        monkeypatch.setattr(DWHRepository, "write_batch", write_batch_killing_the_worker_at_the_second)
+        monkeypatch.setattr(event_files, "LINE_WORKER_MIN_BYTES", 0)  # a small object is read in-process
+        with pytest.raises(
+            EventFileLoadError, match=r"the line worker stopped \(killed by signal 9\)"
+        ) as failure:
+            load_event_file(dwh, raw_event_store, key, batch_size=200)
+
+        stopped = failure.value
+        assert stopped.retryable is True
+        assert 400 <= stopped.failed_line < LINES
+        assert stopped.metadata["last_successful_line"] == stopped.failed_line - 1
+        checkpoint = dwh.get_checkpoint(key)
+        assert (checkpoint.last_successful_line, checkpoint.finished) == (stopped.failed_line - 1, False)
+        assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {
+            f"E{i}" for i in range(stopped.failed_line)
+        }
+
+        monkeypatch.setattr(DWHRepository, "write_batch", real_write_batch)
+        rerun = load_event_file(dwh, raw_event_store, key, batch_size=200)
+        assert (rerun.started_after, rerun.records_before + rerun.records) == (stopped.failed_line - 1, LINES)
+        assert {row["ehr_id"] for row in rows(dwh, "permanent")} == {f"E{i}" for i in range(LINES)}
+        assert list(line_worker_pids()) == []
 
 
 class TestNoLineIsLostSilently:
@@ -435,24 +516,6 @@ class TestBadRecordsStopAtTheirLine:
         assert (failure.value.failed_line, failure.value.result.last_successful_line) == (5, 4)
         assert "event_time" in failure.value.error_message
         assert len(rows(dwh, "changeable")) == 5
-
-    @pytest.mark.timeout(60)
-    def test_an_unexpected_error_while_transforming_a_line(self, dwh, raw_event_store, monkeypatch):
-        events = numbered_events(10)
-        key = upload_events(raw_event_store, "file.jsonl.gz", events)
-        real = event_files.transform_single_record
-
-        def transform_failing_on_line_5(record, mappings, memo=None):
-            if record["uuid"] == events[5]["uuid"]:
-                raise OverflowError("date value out of range")
-            return real(record, mappings, memo)
-
-        monkeypatch.setattr(event_files, "transform_single_record", transform_failing_on_line_5)
-        with pytest.raises(EventFileLoadError) as failure:
-            load_event_file(dwh, raw_event_store, key, batch_size=100)
-        assert (failure.value.failed_line, failure.value.result.last_successful_line) == (5, 4)
-        assert "OverflowError: date value out of range" in failure.value.error_message
-        assert {row["ehr_id"] for row in rows(dwh, "changeable")} == {f"E{i}" for i in range(5)}
 
     @pytest.mark.timeout(60)
     def test_an_ehr_id_too_long_for_the_index(self, dwh, raw_event_store):

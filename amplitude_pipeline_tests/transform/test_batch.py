@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amplitude_pipeline.transform.batch import ReducedBatch, StoredVersion
+from amplitude_pipeline.transform.batch import ReducedBatch, StoredPermanentValues, StoredVersion
 from amplitude_pipeline.transform.records import TransformedRecord
 
 T0 = datetime(2024, 1, 8, tzinfo=UTC)
@@ -52,6 +52,52 @@ def changeable(
         row.user: (row.uuid, row.event_time, tuple(row.values), row.replaces_stored)
         for row in batch.changeable_rows(stored or {})
     }
+
+
+def prec(name: str, minute: int, ehr: str, *values: Any) -> TransformedRecord:
+    """A record with as many permanent columns as ``values``."""
+    return TransformedRecord(name, at(minute), 1, ehr, values, ("A",))
+
+
+class TestSealing:
+    """A sealed batch leaves out the permanent rows that cannot change what this load wrote."""
+
+    def test_a_user_s_row_is_written_while_it_offers_a_value_not_written_before(self):
+        stored = StoredPermanentValues()
+        batches = [
+            batch_of(prec("a", 1, "E1", "m", None), prec("b", 1, "E2", None, None)),
+            batch_of(prec("c", 2, "E1", "m", None), prec("d", 2, "E2", None, None)),
+            batch_of(prec("e", 3, "E1", None, "1990-01-01"), prec("f", 3, "E2", "f", None)),
+            batch_of(prec("g", 4, "E1", "m", "1990-01-01"), prec("h", 4, "E2", "f", None)),
+        ]
+        written = []
+        for batch in batches:
+            batch.seal(stored)
+            written.append(([row.ehr_id for row in batch.permanent_rows()], batch.permanent_known))
+        assert written == [(["E1", "E2"], 0), ([], 2), (["E1", "E2"], 0), ([], 2)]
+
+    def test_a_row_without_any_value_is_written_once(self):
+        stored = StoredPermanentValues()
+        first, again = batch_of(prec("a", 1, "E1", None)), batch_of(prec("b", 2, "E1", None))
+        first.seal(stored)
+        again.seal(stored)
+        assert ([row.uuid for row in first.permanent_rows()], again.permanent_rows()) == (["a"], [])
+
+    def test_a_full_memory_starts_afresh_and_writes_again(self):
+        stored = StoredPermanentValues(max_users=2)
+        assert [stored.adds_values(ehr, ("m",)) for ehr in ("E1", "E2", "E3", "E1", "E3")] == [
+            True, True, True, True, False,
+        ]  # fmt: skip
+
+    def test_sealing_resolves_the_rows_as_an_unsealed_batch_does(self):
+        records = [
+            prec("late", 9, "E1", "m", None),
+            prec("early", 2, "E1", None, "x"),
+            prec("z", 5, "E2", None, None),
+        ]
+        sealed = batch_of(*records)
+        sealed.seal(StoredPermanentValues())
+        assert permanent(sealed) == permanent(batch_of(*records))
 
 
 class TestPermanent:

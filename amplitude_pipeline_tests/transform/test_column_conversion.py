@@ -6,8 +6,12 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from amplitude_pipeline.transform.mapping import ColumnMapping, ConversionFailure, sharing_equal_strings
+from amplitude_pipeline.transform.casts import ConversionFailure as CastFailure
+from amplitude_pipeline.transform.casts import parse_datetime_utc
+from amplitude_pipeline.transform.mapping import ColumnMapping, ConversionFailure, remembering_strings
 
 # Zone-less datetimes and strings are UTC: checked under a local zone that is not UTC, where
 # code reading them as local time would fail (on a UTC machine it would pass).
@@ -147,6 +151,41 @@ def test_datetime_keeps_the_instant_of_an_offset_value() -> None:
     assert converted.tzinfo is UTC
 
 
+def _reference_reading(text: str) -> datetime | str:
+    """``fromisoformat``, then the instant in UTC, a naive time taken as UTC already."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return "refused"
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return "refused"
+
+
+def _read(text: str) -> datetime | str:
+    try:
+        return parse_datetime_utc(text)
+    except CastFailure:
+        return "refused"
+
+
+@given(
+    st.text(alphabet="0123456789-+:.TZW ", max_size=32)
+    | st.builds(
+        lambda moment, tail: moment.isoformat(sep=" ") + tail,
+        st.datetimes(),
+        st.sampled_from(["", "+", "Z", "+03:00", "-0", "+00:00", "T", "-23:59"]),
+    )
+)
+def test_datetime_reads_a_text_as_fromisoformat_in_utc_does(text: str) -> None:
+    read = _read(text)
+    assert read == _reference_reading(text)
+    assert read == "refused" or (read.tzinfo is UTC and read.fold == 0)
+
+
 @pytest.mark.parametrize("value", ["08.01.2024 12:00", "yesterday", 1704700000])
 def test_datetime_rejects_non_iso_text_and_numbers(value: Any) -> None:
     with pytest.raises(ConversionFailure):
@@ -260,8 +299,8 @@ def test_a_text_column_returns_one_object_for_equal_strings(options: dict[str, A
     assert convert(_fresh_copy("Ufa")) == "Ufa"
 
 
-def test_strings_past_the_sharing_limit_come_back_equal_and_unshared() -> None:
-    convert = sharing_equal_strings(lambda value: value, limit=2)
+def test_strings_past_the_remembering_limit_come_back_equal_and_unshared() -> None:
+    convert = remembering_strings(lambda value: value, limit=2)
     kept = [convert(_fresh_copy(text)) for text in ("a1", "b2")]
     past = convert(_fresh_copy("c3"))
     assert [convert(_fresh_copy(text)) for text in ("a1", "b2")] == kept
@@ -270,3 +309,27 @@ def test_strings_past_the_sharing_limit_come_back_equal_and_unshared() -> None:
     assert again == past == "c3"
     assert again is not past
     assert convert(None) is None
+
+
+def test_a_remembered_string_is_converted_once_and_other_values_every_time() -> None:
+    calls: list[Any] = []
+
+    def convert(value: Any) -> Any:
+        calls.append(value)
+        if value == "bad":
+            raise ConversionFailure("bad")
+        return ("converted", type(value).__name__, value)
+
+    remembering = remembering_strings(convert)
+    results = [remembering(value) for value in ("34", _fresh_copy("34"), 1, 1, True, 1.0, None, None)]
+
+    assert results[0] is results[1] == ("converted", "str", "34")
+    assert results[2:6] == [("converted", "int", 1)] * 2 + [
+        ("converted", "bool", True),
+        ("converted", "float", 1.0),
+    ]
+    assert calls == ["34", 1, 1, True, 1.0, None, None]
+    for _ in range(2):
+        with pytest.raises(ConversionFailure):
+            remembering("bad")
+    assert calls[-2:] == ["bad", "bad"]

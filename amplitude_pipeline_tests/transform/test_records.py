@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import pytest
 
 from amplitude_pipeline.transform import records
@@ -301,7 +302,7 @@ def test_the_memo_converts_again_an_equal_value_of_another_json_type(mappings: F
 
 
 def test_a_full_memo_starts_afresh_and_stays_correct(mappings: FieldMappings) -> None:
-    memo = UserPropertiesMemo(max_users=2)
+    memo = UserPropertiesMemo(max_users=2, window=10)
     cities = {}
     for user in range(5):
         record = transform_single_record(make_event(ehr_id=f"E{user}", city=f"c{user}"), mappings, memo)
@@ -348,7 +349,6 @@ def test_the_memo_converts_each_users_repeated_snapshot_once(
 
 @pytest.fixture
 def small_memo_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(UserPropertiesMemo, "WINDOW", 10)
     monkeypatch.setattr(UserPropertiesMemo, "REST_WINDOWS", 2)
 
 
@@ -360,7 +360,7 @@ def _city(memo: UserPropertiesMemo, mappings: FieldMappings, ehr_id: str, city: 
 def test_a_memo_without_hits_rests_long_before_it_is_full_then_remembers_again(
     mappings: FieldMappings,
 ) -> None:
-    memo = UserPropertiesMemo(max_users=1000)
+    memo = UserPropertiesMemo(max_users=1000, window=10)
     first = [_city(memo, mappings, f"E{n}", f"c{n}") for n in range(10)]
     assert (memo.resting, len(memo)) == (True, 0)
     resting = [_city(memo, mappings, f"E{n}", f"r{n}") for n in range(20)]
@@ -373,7 +373,7 @@ def test_a_memo_without_hits_rests_long_before_it_is_full_then_remembers_again(
 
 @pytest.mark.usefixtures("small_memo_windows")
 def test_a_memo_keeps_remembering_while_users_repeat_even_when_it_overflows(mappings: FieldMappings) -> None:
-    memo = UserPropertiesMemo(max_users=2)
+    memo = UserPropertiesMemo(max_users=2, window=10)
     for n in range(3):
         _city(memo, mappings, f"E{n}", "Kazan")
     assert [_city(memo, mappings, "E2", "Kazan") for _ in range(30)] == ["Kazan"] * 30
@@ -383,14 +383,61 @@ def test_a_memo_keeps_remembering_while_users_repeat_even_when_it_overflows(mapp
 @pytest.mark.usefixtures("small_memo_windows")
 def test_a_memo_rests_on_a_window_just_under_the_hit_share(mappings: FieldMappings) -> None:
     """One hit in a window of ten is under 15 %; two are over it."""
-    memo = UserPropertiesMemo(max_users=1000)
+    memo = UserPropertiesMemo(max_users=1000, window=10)
     for n in range(9):
         _city(memo, mappings, f"E{n}", "Kazan")
     _city(memo, mappings, "E0", "Kazan")
     assert memo.resting
-    memo = UserPropertiesMemo(max_users=1000)
+    memo = UserPropertiesMemo(max_users=1000, window=10)
     for n in range(8):
         _city(memo, mappings, f"E{n}", "Kazan")
     _city(memo, mappings, "E0", "Kazan")
     _city(memo, mappings, "E1", "Kazan")
     assert not memo.resting
+
+
+def _converting(mappings: FieldMappings, reads: list[bytes] | None = None) -> Any:
+    """``user_properties`` text into values, as the decoder's reader does (each text noted in ``reads``)."""
+
+    def convert(text: bytes) -> Any:
+        if reads is not None:
+            reads.append(text)
+        return transform_user_properties(records.read_user_properties(orjson.loads(text)), mappings)
+
+    return convert
+
+
+def _text_city(memo: UserPropertiesMemo, mappings: FieldMappings, amplitude_id: int, text: bytes) -> Any:
+    return memo.transform_text(text, amplitude_id, _converting(mappings))[2][1]
+
+
+def test_a_text_memo_converts_a_user_s_repeated_text_once(mappings: FieldMappings) -> None:
+    memo = UserPropertiesMemo()
+    reads: list[bytes] = []
+    convert = _converting(mappings, reads)
+
+    first = memo.transform_text(b'{"ehr_id":"E1","city":"Kazan"}', 7, convert)
+    again = memo.transform_text(b'{"ehr_id":"E1","city":"Kazan"}', 7, convert)
+    spaced = memo.transform_text(b'{"ehr_id":"E1", "city":"Kazan"}', 7, convert)
+    other_user = memo.transform_text(b'{"ehr_id":"E1","city":"Kazan"}', 8, convert)
+
+    assert again is first
+    assert spaced == other_user == first and spaced is not first
+    assert len(reads) == 3
+
+
+def test_a_text_memo_tells_numbers_apart_by_their_text(mappings: FieldMappings) -> None:
+    """1, true and 1.0 are equal in Python; a bool column takes the first two and refuses the third."""
+    memo, convert = UserPropertiesMemo(), _converting(mappings)
+    converted = [memo.transform_text(text, 7, convert) for text in (b'{"premium":1}', b'{"premium":true}')]
+    assert [values[2][2] for values in converted] == [True, True]
+    with pytest.raises(ValueConversionError, match="expected a boolean, got a number"):
+        memo.transform_text(b'{"premium":1.0}', 7, convert)
+
+
+@pytest.mark.usefixtures("small_memo_windows")
+def test_a_text_memo_rests_like_a_snapshot_memo(mappings: FieldMappings) -> None:
+    memo = UserPropertiesMemo(max_users=1000, window=10)
+    first = [_text_city(memo, mappings, n, b'{"city":"c%d"}' % n) for n in range(10)]
+    assert (memo.resting, len(memo)) == (True, 0)
+    assert first == [f"c{n}" for n in range(10)]
