@@ -26,6 +26,7 @@ import gzip
 import json
 import os
 import random
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -304,3 +305,63 @@ def user_sample(source: Dataset, target_events: int) -> Dataset:
     dataset = _describe(path, name=name, profile=source.profile, scale=source.scale)
     _log(f"{name}: {dataset.events:,} events of {dataset.users:,} users")
     return _save(dataset)
+
+
+# --------------------------------------------------------------------------------------------
+# a big week: tens of times a week's events and users, to show the cost per event stays flat
+
+BIG_VERSION = 1
+_AMPLITUDE_ID = re.compile(rb'"amplitude_id":(\d)')
+
+
+def big_week(source: Dataset, target_bytes: int) -> Dataset:
+    """A week of about ``target_bytes`` compressed: copies of ``source`` in a row, each with users
+    of its own. Copy *c* (from 1) renames every user: ``"EHR-…"`` ehr_ids become ``"EHR-c<c>-…"``
+    and every ``amplitude_id`` gets the digits ``9<cc>`` in front (anonymous users are keyed by
+    it), so the week holds copies × the events and the users of ``source``, and every copy is
+    first sightings, repeats and changes as the source week is, not a replay of loaded users.
+
+    Written with ISA-L on two threads; its counts come from the source's (the rename keeps the
+    lines), not from a second read of ~60 GB of text.
+    """
+    from isal import igzip_threaded
+
+    from amplitude_pipeline.inflate import gzip_line_blocks
+
+    copies = max(1, round(target_bytes / source.compressed_bytes))
+    name = f"big-{copies}x-{source.name}-v{BIG_VERSION}"
+    path = CACHE / f"{name}.jsonl.gz"
+    if (cached := _cached(path)) is not None:
+        return cached
+    _log(f"{name}: writing {copies} renamed copies of {source.name} ({copies * source.events:,} events)")
+    partial = path.with_name(path.name + ".partial")
+    uncompressed = 0
+    with igzip_threaded.open(partial, "wb", compresslevel=GZIP_LEVEL, threads=2) as out:
+        for copy in range(copies):
+            with source.file.open("rb") as stream:
+                for block in gzip_line_blocks(stream):
+                    text = b"\n".join(block) + b"\n"
+                    if copy:
+                        text = _renamed_users(text, copy)
+                    uncompressed += len(text)
+                    out.write(text)
+    partial.rename(path)
+    dataset = Dataset(
+        name=name,
+        profile=source.profile,
+        scale=source.scale * copies,
+        path=str(path),
+        events=source.events * copies,
+        users=source.users * copies,
+        compressed_bytes=path.stat().st_size,
+        uncompressed_bytes=uncompressed,
+    )
+    _log(
+        f"{name}: {dataset.events:,} events, {dataset.users:,} users, {dataset.compressed_bytes / 1e9:.2f} GB"
+    )
+    return _save(dataset)
+
+
+def _renamed_users(text: bytes, copy: int) -> bytes:
+    text = text.replace(b'"ehr_id":"EHR-', b'"ehr_id":"EHR-c%d-' % copy)
+    return _AMPLITUDE_ID.sub(b'"amplitude_id":9%02d\\1' % copy, text)

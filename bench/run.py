@@ -39,6 +39,8 @@ DLT_REQUIREMENTS = REPO / "bench" / "requirements-dlt.txt"
 PARTITION = WEEK.isoformat()
 STAGES = ("startup", "load", "rerun", "ceiling", "naive", "dlt", "export", "raw_copy")
 PROFILE = "profile"  # not in the default set: --profile, or --only profile
+BIG = "big"  # not in the default set either: --only big (~40 min, ~10 GB of disk while it runs)
+BIG_WEEK_BYTES = 10 * 10**9
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,11 @@ class Bench:
         )  # fmt: skip
 
     def run_load(self, profile_name: str, scale: int) -> None:
-        dataset = self.data[profile_name, scale]
+        self.load(self.data[profile_name, scale], scale)
+
+    def load(self, dataset: Dataset, scale: int) -> None:
+        """The week's table run (and at 1×, its rerun): the rows ``load``, ``load (CLI - start-up)``."""
+        profile_name = dataset.profile
         prefix = self.upload(dataset)
         schema = self.schema(f"load_{profile_name}_{scale}x")
         run = self.cli(TABLE_ASSETS, f"load-{profile_name}-{scale}x", S3_PREFIX=prefix, DWH_SCHEMA=schema)
@@ -284,6 +290,34 @@ class Bench:
                 )
             )  # fmt: skip
         self.drop_schema(schema)
+
+    def run_big(self) -> None:
+        """Renamed copies of the heavy 4× week, ~10 GB compressed (:func:`datasets.big_week`): its
+        table run, and the key check's and ``propose``'s passes over the file. The object and the
+        file are deleted afterwards (unless ``--keep``): they are ~10 GB each."""
+        dataset = datasets.big_week(self.data["heavy", 4], BIG_WEEK_BYTES)
+        self.data["heavy", dataset.scale] = dataset
+        try:
+            self.load(dataset, dataset.scale)
+            for stage in ("audit", "propose"):
+                measured, counted = self.stage_process(
+                    [str(PYTHON), "-m", "bench.mapping", "--stage", stage, dataset.path], f"big-{stage}"
+                )
+                if counted["events"] != dataset.events:
+                    raise RuntimeError(f"{stage} of {dataset.name} counted {counted['events']} events")
+                self.add(
+                    Row(
+                        {"audit": "key check (audit, local file)", "propose": "propose (local file)"}[stage],
+                        dataset.profile, self.size(dataset.scale), dataset.events, measured.wall_seconds,
+                        dataset.compressed_bytes, measured.peak_rss_mib, measured.peak_total_rss_mib,
+                        measured.cpu_seconds, measured.wall_seconds, details=counted,
+                    )
+                )  # fmt: skip
+        finally:
+            if not self.keep:
+                self.delete_prefix(self.dataset_prefix(dataset))
+                dataset.file.unlink(missing_ok=True)
+                Path(dataset.path + ".json").unlink(missing_ok=True)
 
     def run_ceiling(self, profile_name: str, scale: int) -> None:
         dataset = self.data[profile_name, scale]
@@ -480,6 +514,8 @@ class Bench:
                 steps.append((f"dlt {profile_name}", partial(self.run_dlt, profile_name)))
         if self.stages & {"export", "raw_copy"}:
             steps.extend((f"export {scale}x", partial(self.run_export, scale)) for scale in SCALES)
+        if BIG in self.stages:
+            steps.append(("big week", self.run_big))
         for name, step in steps:
             log(f"-- {name}")
             _wait_for_postgres()
@@ -647,8 +683,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for developing the bench")
     parser.add_argument(
         "--only",
-        help=f"comma-separated stages among {','.join([*STAGES, PROFILE])} (default: all but profile; "
-        "rerun needs load)",
+        help=f"comma-separated stages among {','.join([*STAGES, PROFILE, BIG])} (default: all but "
+        "profile and big; rerun needs load)",
     )
     parser.add_argument(
         "--profile",
@@ -667,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only is None
         else {stage.strip() for stage in args.only.split(",") if stage.strip()}
     )
-    unknown = stages - {*STAGES, PROFILE}
+    unknown = stages - {*STAGES, PROFILE, BIG}
     if unknown:
         parser.error(f"unknown stages: {', '.join(sorted(unknown))}")
     for variable in ("S3_BUCKET", "DWH_URL", "AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY"):
