@@ -74,3 +74,28 @@ def test_one_line_week_is_the_first_event_alone(cache: Path) -> None:
 
     assert list(datasets.read_lines(one.file)) == [next(datasets.read_lines(week.file))]
     assert one.events == 1
+
+
+def test_big_week_is_copies_of_its_source_with_users_of_their_own(cache: Path) -> None:
+    source = datasets.light_week(1, 200)
+
+    big = datasets.big_week(source, target_bytes=3 * source.compressed_bytes)
+
+    events = [orjson.loads(line) for line in datasets.read_lines(big.file)]
+    assert big.events == len(events) == 3 * source.events
+    copies = [events[index * source.events : (index + 1) * source.events] for index in range(3)]
+    users = [{datasets.user_key(event) for event in copy} for copy in copies]
+    assert all(len(copy_users) == source.users for copy_users in users)
+    assert not users[0] & users[1] and not users[0] & users[2] and not users[1] & users[2]
+    assert big.users == 3 * source.users
+    # Only the user identities differ: the same events and snapshots, copy after copy.
+    for original, renamed in zip(copies[0], copies[2], strict=True):
+        assert renamed["uuid"] == original["uuid"] and renamed["event_time"] == original["event_time"]
+        assert renamed["amplitude_id"] == int(f"902{original['amplitude_id']}")
+        renamed_properties = dict(renamed["user_properties"])
+        if isinstance(original["user_properties"].get("ehr_id"), str) and original["user_properties"][
+            "ehr_id"
+        ].startswith("EHR-"):
+            assert renamed_properties.pop("ehr_id") == "EHR-c2-" + original["user_properties"]["ehr_id"][4:]
+            renamed_properties["ehr_id"] = original["user_properties"]["ehr_id"]
+        assert renamed_properties == original["user_properties"]
