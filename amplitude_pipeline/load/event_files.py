@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from amplitude_pipeline.collector import collect_young
 from amplitude_pipeline.collector import collector_paused as _collector_paused
-from amplitude_pipeline.load.line_records import START_OF_FILE, LineChunk, line_chunks
+from amplitude_pipeline.load.line_records import START_OF_FILE, LineChunk, line_chunks, unreadable
 from amplitude_pipeline.load.line_worker import LineWorker, LineWorkerError
 from amplitude_pipeline.load.totals import LoadStoppedError, WriteTotals
 from amplitude_pipeline.load.writer import (
@@ -295,31 +295,6 @@ def _lines_phrase(last_successful_line: int) -> str:
     return f"lines 0–{last_successful_line}"
 
 
-class _UnreadableObjectError(Exception):
-    """The object's bytes stopped making sense (or arriving) before ``line_index``."""
-
-    def __init__(self, line_index: int, cause: BaseException) -> None:
-        # A truncated or corrupt gzip stays so; a connection that failed beyond the retries may not.
-        self.retryable = not isinstance(cause, EOFError | zlib.error)
-        advice = (
-            ""
-            if self.retryable
-            else "; the object itself is damaged: replace it (new content loads from line 0)"
-        )
-        super().__init__(f"could not read the object: {describe_error(cause)}{advice}")
-        self.line_index = line_index
-
-
-def _numbered_lines(lines: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
-    """``enumerate(lines)``, read errors turned into :class:`_UnreadableObjectError` at the next line."""
-    line_index = START_OF_FILE
-    try:
-        for line_index, line in enumerate(lines):
-            yield line_index, line
-    except (EOFError, OSError, zlib.error, BotoCoreError) as error:
-        raise _UnreadableObjectError(line_index + 1, error) from error
-
-
 class _RefusedBatch(Exception):
     """The database refused lines ``first_line``–``last_line`` for a reason of some record's."""
 
@@ -342,16 +317,21 @@ def _commit_up_to_refused_record(
     first, last = refused.first_line, refused.last_line
     _info(log, f"{result.file_key}: the database refused lines {first}–{last}; finding the line it refuses")
     mappings, memo, records = dwh.mappings, UserPropertiesMemo(), []
-    with store.open_lines(result.file_key, log) as (stored, lines):
-        if stored.etag != result.etag:
-            return EventFileLoadError(
-                result, first, "the object was replaced while it was loaded; run again", retryable=True
-            )
-        for line_index, line in _numbered_lines(lines):
-            if line_index > last:
-                break
-            if line_index >= first and line and not line.isspace():
-                records.append((line_index, transform_line(line, mappings, memo)))
+    line_index = START_OF_FILE
+    try:
+        with store.open_lines(result.file_key, log) as (stored, lines):
+            if stored.etag != result.etag:
+                return EventFileLoadError(
+                    result, first, "the object was replaced while it was loaded; run again", retryable=True
+                )
+            for line_index, line in enumerate(lines):
+                if line_index > last:
+                    break
+                if line_index >= first and line and not line.isspace():
+                    records.append((line_index, transform_line(line, mappings, memo)))
+    except (EOFError, OSError, zlib.error, BotoCoreError) as error:
+        failure = unreadable(line_index + 1, error)
+        return EventFileLoadError(result, first, failure.message, retryable=failure.retryable)
 
     def write(conn: Connection) -> PrefixWrite:
         prefix = write_records_up_to_refusal(dwh, conn, records)

@@ -15,6 +15,7 @@ import orjson
 import psycopg
 import pytest
 from botocore.exceptions import ClientError
+from sqlalchemy import select
 
 from amplitude_pipeline.load import event_files
 from amplitude_pipeline.load.event_files import EventFileLoadError, FileLoadInProgressError, load_event_file
@@ -611,6 +612,45 @@ class TestBadRecordsStopAtTheirLine:
         assert failure.value.retryable is True
         assert "the object was replaced while it was loaded" in failure.value.error_message
         assert dwh.get_checkpoint(key).last_successful_line == 3
+
+    @pytest.mark.timeout(60)
+    def test_an_object_that_stops_reading_while_a_refused_batch_is_searched_stops_before_that_batch(
+        self, dwh, raw_event_store, monkeypatch
+    ):
+        """The search reads the refused batch's lines again; a read that fails there stops the load
+        as any read failure does (said on the checkpoint, retryable), not with a stray exception."""
+        key = upload_events(raw_event_store, "file.jsonl.gz", numbered_events(10))
+        real_open_lines = RawEventStore.open_lines
+
+        @contextmanager
+        def lines_cut_after_line_5(store, opened_key, log=None):
+            with real_open_lines(store, opened_key, log) as (stored, lines):
+
+                def cut():
+                    for line_index, line in enumerate(lines):
+                        if line_index == 6:
+                            raise ConnectionResetError("connection reset by peer")
+                        yield line
+
+                yield stored, cut()
+
+        monkeypatch.setattr(RawEventStore, "open_lines", lines_cut_after_line_5)
+        fail_a_batch_write(monkeypatch, psycopg.errors.CheckViolation("refused"))
+        with pytest.raises(EventFileLoadError) as failure:
+            load_event_file(dwh, raw_event_store, key, batch_size=4)
+
+        assert failure.value.metadata["failed_line"] == 4
+        assert failure.value.metadata["last_successful_line"] == 3
+        assert failure.value.retryable is True
+        assert "could not read the object" in failure.value.error_message
+        assert "connection reset by peer" in failure.value.error_message
+        assert dwh.get_checkpoint(key).last_successful_line == 3
+        checkpoints = dwh.tables.checkpoints
+        with dwh.engine.connect() as conn:
+            said = conn.execute(
+                select(checkpoints.c.last_error).where(checkpoints.c.file_key == key)
+            ).scalar_one()
+        assert "could not read the object" in said
 
 
 def unopenable_store(store: RawEventStore) -> RawEventStore:
